@@ -1,0 +1,80 @@
+"""Training examples: (context, continuation) windows cut from a token stream.
+
+The stream is ``[BOS] + ids``.  A window at position ``p`` (``1 <= p``) has
+
+* ``context``  = ``stream[max(0, p - C) : p]``, right-padded to ``C`` (the encoder's input),
+* ``inputs``   = ``stream[p - 1 : p + T - 1]`` (the decoder's input: starts at the context's last token),
+* ``targets``  = ``stream[p : p + T]`` (what the decoder must predict).
+
+Training draws windows at every ``stride``-th position in random order; evaluation tiles the stream
+with consecutive windows so that every token is scored exactly once, with the same context a
+generated character would have had.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from textgen.tokenizer import BOS_ID, PAD_ID
+
+Window = tuple[Tensor, Tensor, Tensor, Tensor]  # context (C,), context length (), inputs (T,), targets (T,)
+
+
+def as_stream(ids: Tensor | list[int]) -> Tensor:
+    """``[BOS] + ids`` as a 1-D int64 tensor."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    return torch.cat([torch.tensor([BOS_ID], dtype=torch.long), ids])
+
+
+def window_at(stream: Tensor, p: int, context_chars: int, target_chars: int) -> Window:
+    """The window whose first target is ``stream[p]``; short tails are padded with ``PAD_ID``."""
+    C, T = context_chars, target_chars
+    ctx = stream[max(0, p - C):p]
+    context = torch.full((C,), PAD_ID, dtype=torch.long)
+    context[: len(ctx)] = ctx
+    inputs = torch.full((T,), PAD_ID, dtype=torch.long)
+    targets = torch.full((T,), PAD_ID, dtype=torch.long)
+    tgt = stream[p:p + T]
+    targets[: len(tgt)] = tgt
+    inputs[: len(tgt)] = stream[p - 1:p - 1 + len(tgt)]
+    return context, torch.tensor(len(ctx)), inputs, targets
+
+
+class RandomWindows(Dataset):
+    """Every ``stride``-th full window of the stream; shuffle it with the DataLoader's sampler."""
+
+    def __init__(self, ids: Tensor, context_chars: int, target_chars: int, stride: int = 1) -> None:
+        self.stream = as_stream(ids)
+        self.context_chars, self.target_chars, self.stride = context_chars, target_chars, stride
+        last = len(self.stream) - target_chars  # the last p whose targets are all real tokens
+        if last < 1:
+            raise ValueError(
+                f"text of {len(ids)} tokens is shorter than one window of target_chars={target_chars}"
+            )
+        self._count = (last - 1) // stride + 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> Window:
+        p = 1 + index * self.stride
+        return window_at(self.stream, p, self.context_chars, self.target_chars)
+
+
+class TiledWindows(Dataset):
+    """Consecutive windows covering every token of the stream once (for validation and evaluation)."""
+
+    def __init__(self, ids: Tensor, context_chars: int, target_chars: int) -> None:
+        self.stream = as_stream(ids)
+        if len(self.stream) < 2:
+            raise ValueError("cannot evaluate an empty text")
+        self.context_chars, self.target_chars = context_chars, target_chars
+        self._count = (len(self.stream) - 1 + target_chars - 1) // target_chars
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> Window:
+        return window_at(self.stream, 1 + index * self.target_chars, self.context_chars, self.target_chars)

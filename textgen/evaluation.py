@@ -1,0 +1,79 @@
+"""Bits per character: the one scoring routine shared by validation and ``textgen.evaluate``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from textgen.data.windows import TiledWindows, Window
+from textgen.export import LoadedModel
+from textgen.models import Seq2SeqLM
+from textgen.tokenizer import PAD_ID
+
+
+def score_batch(model: Seq2SeqLM, batch: Window, chars_per_token: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed negative log-likelihood (nats) of a batch's targets, and how many characters they are.
+
+    Costs are summed per token but counted per *character*: a character outside the vocabulary
+    is several byte tokens and counts once.
+    """
+    context, lengths, inputs, targets = batch
+    logits, _ = model(context, inputs, context_lengths=lengths)  # (B, T, V)
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID, reduction="sum")
+    chars = chars_per_token[targets.clamp(min=0)].masked_fill(targets == PAD_ID, 0).sum()
+    return nll, chars
+
+
+@dataclass
+class EvalResult:
+    """Score of a model on a text."""
+
+    bpc: float
+    """Bits per character."""
+    loss: float
+    """Nats per character."""
+    chars: int
+    tokens: int
+    seconds: float
+    chars_per_second: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def evaluate_text(
+    loaded: LoadedModel,
+    text: str,
+    batch_size: int = 32,
+    max_chars: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Score ``text`` with consecutive windows, each with the context validation gives it."""
+    if max_chars is not None:
+        text = text[:max_chars]
+    ids = loaded.tokenizer.encode(text)
+    dataset = TiledWindows(torch.tensor(ids), loaded.info.context_chars, loaded.info.target_chars)
+    device = next(loaded.model.parameters()).device
+    table = torch.tensor(loaded.tokenizer.chars_per_token, device=device)
+    loader = DataLoader(dataset, batch_size=batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="evaluate", unit="batch")
+    start = time.perf_counter()
+    total_nll, total_chars = 0.0, 0
+    for batch in loader:
+        nll, chars = score_batch(loaded.model, [t.to(device) for t in batch], table)
+        total_nll += nll.item()
+        total_chars += int(chars.item())
+    seconds = time.perf_counter() - start
+    loss = total_nll / max(total_chars, 1)
+    return EvalResult(bpc=loss / math.log(2), loss=loss, chars=total_chars, tokens=len(ids),
+                      seconds=seconds, chars_per_second=total_chars / seconds if seconds else 0.0)

@@ -1,0 +1,207 @@
+"""Self-contained model exports: a folder that alone is enough to sample and evaluate.
+
+::
+
+    checkpoints/<name>/
+        model.safetensors   weights (no pickled code: safetensors)
+        tokenizer.model     the SentencePiece model
+        config.json         model architecture + window sizes + provenance (what loading needs)
+        training.yaml       the fully resolved config that trained it
+        metrics.json        val bpc, steps, characters seen, wall time, machine
+
+Loading needs torch, safetensors and sentencepiece only: never Lightning or Hydra.  A folder is
+written through :func:`textgen.atomic.atomic_directory`, so a killed export leaves the previous
+export (or nothing), never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from textgen.atomic import atomic_directory
+from textgen.models import ModelConfig, Seq2SeqLM
+from textgen.tokenizer import CharTokenizer, TokenizerError
+
+FORMAT = "textgen-export"
+FORMAT_VERSION = 1
+WEIGHTS, TOKENIZER, CONFIG, TRAINING, METRICS = (
+    "model.safetensors", "tokenizer.model", "config.json", "training.yaml", "metrics.json",
+)
+REQUIRED = (WEIGHTS, TOKENIZER, CONFIG)
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ExportError(ValueError):
+    """An export folder that is missing, incomplete or inconsistent; the message says what."""
+
+
+@dataclass
+class ExportInfo:
+    """What ``config.json`` says about an export."""
+
+    name: str
+    corpus: str
+    model: ModelConfig
+    context_chars: int
+    target_chars: int
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "name": self.name, "corpus": self.corpus,
+            "created": self.created, "model": self.model.to_dict(),
+            "window": {"context_chars": self.context_chars, "target_chars": self.target_chars},
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to sample: weights in eval mode, its tokenizer, and what the export says."""
+
+    model: Seq2SeqLM
+    tokenizer: CharTokenizer
+    info: ExportInfo
+    metrics: dict[str, Any]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+def validate_name(name: str) -> str:
+    """Export names are plain names, so they can never reach outside the checkpoints folder."""
+    if not NAME_PATTERN.match(name or "") or name in {".", ".."}:
+        raise ExportError(f"invalid export name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+def machine_description() -> dict[str, Any]:
+    """Where a run happened, for ``metrics.json``."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "python": platform.python_version(),
+        "torch": torch.__version__, "cpus": os.cpu_count(), "processor": platform.processor(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info
+
+
+def export_model(
+    dest: str | os.PathLike,
+    model: Seq2SeqLM,
+    tokenizer: CharTokenizer,
+    *,
+    name: str,
+    corpus: str,
+    context_chars: int,
+    target_chars: int,
+    training_config: str = "",
+    metrics: dict[str, Any] | None = None,
+    dtype: str = "float32",
+) -> Path:
+    """Write an export folder atomically (replacing an older one of the same name)."""
+    validate_name(name)
+    if dtype not in DTYPES:
+        raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    info = ExportInfo(
+        name=name, corpus=corpus, model=model.config, context_chars=context_chars,
+        target_chars=target_chars, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    dest = Path(dest)
+    with atomic_directory(dest) as staging:
+        save_file(state, str(staging / WEIGHTS), metadata={"format": FORMAT, "dtype": dtype})
+        tokenizer.save(staging / TOKENIZER)
+        (staging / CONFIG).write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        (staging / TRAINING).write_text(training_config, encoding="utf-8")
+        (staging / METRICS).write_text(json.dumps(metrics or {}, indent=2, ensure_ascii=False) + "\n")
+    return dest
+
+
+def read_info(path: str | os.PathLike) -> ExportInfo:
+    """Parse and check ``config.json`` of an export folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ExportError(f"{path}: no such export folder")
+    missing = [f for f in REQUIRED if not (path / f).is_file()]
+    if missing:
+        raise ExportError(f"{path} is not a complete textgen export: missing {', '.join(missing)}")
+    try:
+        raw = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        if raw.get("format") != FORMAT:
+            raise ExportError(f"{path / CONFIG}: not a textgen export config")
+        if raw.get("version") != FORMAT_VERSION:
+            raise ExportError(f"{path / CONFIG}: export format version {raw.get('version')} is not supported")
+        return ExportInfo(
+            name=raw["name"], corpus=raw["corpus"], model=ModelConfig.from_dict(raw["model"]),
+            context_chars=int(raw["window"]["context_chars"]), target_chars=int(raw["window"]["target_chars"]),
+            created=raw.get("created", ""),
+        )
+    except ExportError:
+        raise
+    except (ValueError, KeyError, TypeError) as error:
+        raise ExportError(f"{path / CONFIG} is broken: {error!r}") from error
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """``metrics.json`` of an export ({} when absent or unreadable)."""
+    try:
+        return json.loads((Path(path) / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load an export folder into a float32 model in eval mode; raises :class:`ExportError`."""
+    path = Path(path)
+    info = read_info(path)
+    try:
+        tokenizer = CharTokenizer.load(path / TOKENIZER)
+    except TokenizerError as error:
+        raise ExportError(f"{path / TOKENIZER}: {error}") from error
+    if tokenizer.vocab_size != info.model.vocab_size:
+        raise ExportError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} pieces but the model expects {info.model.vocab_size}"
+        )
+    try:
+        state = load_file(str(path / WEIGHTS), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ExportError(f"{path / WEIGHTS} cannot be read: {error}") from error
+    model = Seq2SeqLM(info.model)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as error:
+        raise ExportError(f"{path / WEIGHTS} does not match {path / CONFIG}: {error}") from error
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, metrics=read_metrics(path), path=path)
+
+
+def checkpoints_dir() -> Path:
+    """The folder of exports: ``TEXTGEN_CHECKPOINTS`` or ``./checkpoints``."""
+    return Path(os.environ.get("TEXTGEN_CHECKPOINTS", "checkpoints"))
+
+
+def resolve_export(reference: str | os.PathLike) -> Path:
+    """An export folder from a path, or from a plain name looked up in :func:`checkpoints_dir`."""
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return path
+    if NAME_PATTERN.match(str(reference)) and (checkpoints_dir() / str(reference)).is_dir():
+        return checkpoints_dir() / str(reference)
+    known = sorted(p.name for p in checkpoints_dir().glob("*") if (p / CONFIG).is_file())
+    raise ExportError(f"checkpoint {str(reference)!r}: no such export folder (exports in "
+                      f"{checkpoints_dir()}: {', '.join(known) or 'none'})")

@@ -1,0 +1,296 @@
+"""The textgen model: a bidirectional recurrent encoder reads the context, a recurrent decoder with
+attention writes the continuation one character at a time.
+
+    context (B, Tc) --embed--> bi-LSTM/GRU x E layers --> memory (B, Tc, 2*He)
+                                   |final states
+                                   v bridge (linear + tanh)
+    inputs (B, T) --embed--> LSTM/GRU x L layers (initial state from the bridge) --> h (B, T, H)
+                                                      attention(h, memory) --> c (B, T, 2*He)
+                                                      tanh(W [h; c]) --> head --> logits (B, T, V)
+
+``encoder.layers = 0`` gives a decoder-only char-rnn: there is no memory, and :meth:`start` instead
+"burns in" the context through the decoder itself, so both kinds see the same characters.
+
+Training and sampling share one code path: :meth:`start` turns a context into a
+:class:`DecoderState`, :meth:`decode` runs the decoder over any number of steps from a state (the
+teacher-forced forward), and :meth:`step` is :meth:`decode` for one step: O(1) work per generated
+character (attention reads the fixed-size context, never the generated text).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+PAD_ID = 3  # the tokenizer's padding id; padded targets are ignored by the loss
+
+
+@dataclass
+class EncoderConfig:
+    """The bidirectional context encoder."""
+
+    layers: int = 1
+    """Stacked bidirectional layers; 0 makes the model a decoder-only char-rnn."""
+    hidden: int = 256
+    """Hidden units per direction."""
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the model: an export stores it as JSON beside the weights."""
+
+    vocab_size: int
+    """Size of the tokenizer's vocabulary (set from the tokenizer, not by hand)."""
+    cell: str = "lstm"
+    """Recurrent cell of encoder and decoder: ``lstm``, ``gru`` or ``rnn`` (tanh)."""
+    embedding: int = 128
+    """Character embedding size, shared by encoder and decoder."""
+    hidden: int = 512
+    """Decoder hidden units per layer."""
+    layers: int = 2
+    """Stacked decoder layers."""
+    dropout: float = 0.1
+    """Dropout on embeddings, between layers and before the output head."""
+    tie_weights: bool = False
+    """Share the output matrix with the embedding (through a projection to ``embedding``)."""
+    forget_bias: float = 1.0
+    """Initial LSTM forget-gate bias."""
+    orthogonal_init: bool = True
+    """Orthogonal initialisation of the recurrent weight matrices."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):
+            self.encoder = EncoderConfig(**self.encoder)
+        checks = {
+            "cell": self.cell in CELLS,
+            "vocab_size": self.vocab_size > PAD_ID,
+            "embedding": self.embedding > 0,
+            "hidden": self.hidden > 0,
+            "layers": self.layers >= 1,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "encoder.layers": self.encoder.layers >= 0,
+            "encoder.hidden": self.encoder.hidden > 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid model config field(s) {bad}: {self}; cell must be one of {sorted(CELLS)}")
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.encoder.layers > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class DecoderState:
+    """Per-row decoding state; every tensor has the batch on the dimension listed in ``_BATCH_DIM``."""
+
+    hidden: Tensor  # (L, B, H)
+    cell: Tensor | None = None  # (L, B, H), LSTM only
+    memory: Tensor | None = None  # (B, Tc, 2*He) encoder outputs
+    keys: Tensor | None = None  # (B, Tc, H) memory projected for attention
+    memory_mask: Tensor | None = None  # (B, Tc) True where the context has a character
+
+    _BATCH_DIM = {"hidden": 1, "cell": 1, "memory": 0, "keys": 0, "memory_mask": 0}
+
+    def _map(self, fn) -> DecoderState:
+        return replace(self, **{
+            name: None if getattr(self, name) is None else fn(getattr(self, name), dim)
+            for name, dim in self._BATCH_DIM.items()
+        })
+
+    @property
+    def batch_size(self) -> int:
+        return self.hidden.shape[1]
+
+    def select(self, rows: Tensor) -> DecoderState:
+        """The state of the given rows (a LongTensor of row indices), in that order."""
+        return self._map(lambda t, dim: t.index_select(dim, rows))
+
+    def assign(self, rows: Tensor, other: DecoderState) -> DecoderState:
+        """A copy whose ``rows`` hold ``other``'s rows (``other.batch_size == len(rows)``)."""
+        def put(t: Tensor, dim: int, name: str) -> Tensor:
+            out = t.clone()
+            out.index_copy_(dim, rows, getattr(other, name))
+            return out
+        return replace(self, **{
+            name: None if getattr(self, name) is None else put(getattr(self, name), dim, name)
+            for name, dim in self._BATCH_DIM.items()
+        })
+
+    @staticmethod
+    def cat(states: list[DecoderState]) -> DecoderState:
+        """Stack several states into one batch (rows in order)."""
+        first = states[0]
+        return replace(first, **{
+            name: None if getattr(first, name) is None
+            else torch.cat([getattr(s, name) for s in states], dim=dim)
+            for name, dim in DecoderState._BATCH_DIM.items()
+        })
+
+
+class Seq2SeqLM(nn.Module):
+    """Bidirectional encoder + attention decoder character language model."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        rnn = CELLS[config.cell]
+        extra = {"nonlinearity": "tanh"} if config.cell == "rnn" else {}
+        H, E, L = config.hidden, config.embedding, config.layers
+        self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(config.dropout)
+        if config.has_encoder:
+            He, Le = config.encoder.hidden, config.encoder.layers
+            self.encoder = rnn(E, He, num_layers=Le, batch_first=True, bidirectional=True,
+                               dropout=config.dropout if Le > 1 else 0.0, **extra)
+            self.bridge = nn.Linear(2 * He, L * H)
+            self.bridge_cell = nn.Linear(2 * He, L * H) if config.cell == "lstm" else None
+            self.attention_key = nn.Linear(2 * He, H, bias=False)
+            self.attention_out = nn.Linear(H + 2 * He, H)
+        self.decoder = rnn(E, H, num_layers=L, batch_first=True,
+                           dropout=config.dropout if L > 1 else 0.0, **extra)
+        if config.tie_weights:
+            self.head_projection = nn.Linear(H, E)
+            self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        else:
+            self.head = nn.Linear(H, config.vocab_size)
+        self._init_recurrent()
+
+    def _init_recurrent(self) -> None:
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.config.cell]
+        for module in (m for m in (getattr(self, "encoder", None), self.decoder) if m is not None):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_hh") and self.config.orthogonal_init:
+                    for block in param.data.chunk(gates, dim=0):
+                        nn.init.orthogonal_(block)
+                elif name.startswith("bias") and self.config.cell == "lstm":
+                    param.data.zero_()
+                    if name.startswith("bias_ih"):
+                        size = module.hidden_size
+                        param.data[size:2 * size] = self.config.forget_bias  # gate order i, f, g, o
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ encoder side
+    def start(self, context: Tensor, lengths: Tensor | None = None) -> DecoderState:
+        """Read a right-padded context (B, Tc) with ``lengths`` (B,) >= 1 into a decoder state.
+
+        The decoder's first input must be the context's last character.
+        """
+        B, Tc = context.shape
+        if lengths is None:
+            lengths = torch.full((B,), Tc, dtype=torch.long, device=context.device)
+        if self.config.has_encoder:
+            return self._encode(context, lengths)
+        return self._burn_in(context, lengths)
+
+    def _run_rnn(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor, state=None):
+        """Run ``rnn`` over right-padded ``x`` (B, T, E); packs only when rows differ in length."""
+        T = x.shape[1]
+        if bool((lengths == T).all()):
+            return rnn(x, state)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        return out, final
+
+    def _encode(self, context: Tensor, lengths: Tensor) -> DecoderState:
+        cfg = self.config
+        B = context.shape[0]
+        x = self.dropout(self.embedding(context))  # (B, Tc, E)
+        memory, final = self._run_rnn(self.encoder, x, lengths)  # (B, Tc, 2He)
+        h_n, c_n = final if isinstance(final, tuple) else (final, None)
+        top = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2He): forward and backward of the top layer
+        hidden = torch.tanh(self.bridge(top)).view(B, cfg.layers, cfg.hidden).transpose(0, 1).contiguous()
+        cell = None
+        if c_n is not None:
+            top_c = torch.cat([c_n[-2], c_n[-1]], dim=-1)
+            cell = self.bridge_cell(top_c).view(B, cfg.layers, cfg.hidden).transpose(0, 1).contiguous()
+        mask = torch.arange(context.shape[1], device=context.device)[None, :] < lengths[:, None]  # (B, Tc)
+        return DecoderState(hidden=hidden, cell=cell, memory=memory,
+                            keys=self.attention_key(memory), memory_mask=mask)
+
+    def _burn_in(self, context: Tensor, lengths: Tensor) -> DecoderState:
+        """Decoder-only: run the decoder over all but the last context character."""
+        cfg = self.config
+        B = context.shape[0]
+        zeros = context.new_zeros((cfg.layers, B, cfg.hidden), dtype=self.embedding.weight.dtype)
+        state = DecoderState(hidden=zeros, cell=zeros.clone() if cfg.cell == "lstm" else None)
+        burn = lengths - 1
+        if context.shape[1] < 2 or int(burn.max()) == 0:
+            return state
+        x = self.dropout(self.embedding(context[:, :-1]))  # (B, Tc-1, E)
+        _, final = self._run_rnn(self.decoder, x, burn.clamp(min=1), self._rnn_state(state))
+        h, c = final if isinstance(final, tuple) else (final, None)
+        empty = (burn == 0)[None, :, None]  # rows with nothing to burn in keep the zero state
+        h = h.masked_fill(empty, 0.0)
+        c = c.masked_fill(empty, 0.0) if c is not None else None
+        return DecoderState(hidden=h, cell=c)
+
+    # ------------------------------------------------------------------ decoder side
+    @staticmethod
+    def _rnn_state(state: DecoderState):
+        return (state.hidden, state.cell) if state.cell is not None else state.hidden
+
+    def decode(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Teacher-forced decoding of ``inputs`` (B, T) from ``state``: logits (B, T, V), new state."""
+        x = self.dropout(self.embedding(inputs))  # (B, T, E)
+        out, final = self.decoder(x, self._rnn_state(state))  # (B, T, H)
+        h, c = final if isinstance(final, tuple) else (final, None)
+        if state.memory is not None:
+            out = self._attend(out, state)  # (B, T, H)
+        logits = self._head(self.dropout(out))  # (B, T, V)
+        return logits, replace(state, hidden=h, cell=c)
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One character for every row: ``tokens`` (B,) -> logits (B, V) and the next state."""
+        logits, state = self.decode(tokens[:, None], state)
+        return logits[:, 0], state
+
+    def _attend(self, out: Tensor, state: DecoderState) -> Tensor:
+        scores = out @ state.keys.transpose(1, 2) / math.sqrt(out.shape[-1])  # (B, T, Tc)
+        scores = scores.masked_fill(~state.memory_mask[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, T, Tc)
+        context = weights @ state.memory  # (B, T, 2He)
+        return torch.tanh(self.attention_out(torch.cat([out, context], dim=-1)))  # (B, T, H)
+
+    def _head(self, x: Tensor) -> Tensor:
+        if self.config.tie_weights:
+            return self.head_projection(x) @ self.embedding.weight.t() + self.head_bias
+        return self.head(x)
+
+    # ------------------------------------------------------------------ training entry
+    def forward(
+        self,
+        context: Tensor,
+        inputs: Tensor,
+        targets: Tensor | None = None,
+        context_lengths: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) for the continuation, and the mean cross-entropy if ``targets`` given."""
+        logits, _ = self.decode(inputs, self.start(context, context_lengths))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+        return logits, loss

@@ -1,0 +1,79 @@
+"""Generate text from an export: ``python -m textgen.sample checkpoint=<folder or name> [options]``.
+
+A thin shell over :func:`textgen.sampling.generate`, the API the server and evaluation use too.
+One sample streams to stdout as it is written; ``n`` > 1 samples are generated as one batch and
+printed in turn.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from textgen.export import ExportError, load_export, resolve_export
+from textgen.sampling import SamplingError, SamplingParams, generate
+
+CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def sampling_params(cfg: DictConfig) -> SamplingParams:
+    """The :class:`SamplingParams` named in a sample config."""
+    stop = OmegaConf.to_container(cfg.stop) if cfg.stop is not None else []
+    if isinstance(stop, str):
+        stop = [stop]
+    return SamplingParams(
+        max_new_chars=cfg.max_new_chars, temperature=float(cfg.temperature), top_k=cfg.top_k,
+        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), seed=cfg.seed,
+        stop=stop, n=cfg.n,
+    )
+
+
+def run(cfg: DictConfig) -> int:
+    """Sample as ``cfg`` says; returns a process exit code."""
+    try:
+        params = sampling_params(cfg)
+        prompt = str(cfg.prompt)
+        if cfg.prompt_file:
+            prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device)
+        out = sys.stdout
+        streaming = params.n == 1
+        if streaming:
+            out.write(prompt)
+            out.flush()
+
+        def on_text(index: int, text: str) -> None:
+            if streaming:
+                out.write(text)
+                out.flush()
+
+        started = time.perf_counter()
+        samples = generate(loaded, prompt, params, on_text=on_text)
+        seconds = time.perf_counter() - started
+    except (SamplingError, ExportError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if streaming:
+        out.write("\n")
+    else:
+        for i, sample in enumerate(samples):
+            out.write(f"--- sample {i + 1}/{len(samples)} ({sample.finish_reason}) ---\n{prompt}{sample.text}\n")
+    chars = sum(s.generated_chars for s in samples)
+    print(f"[{loaded.name}: {chars} characters in {seconds:.2f} s, {chars / max(seconds, 1e-9):,.0f} chars/s; "
+          f"finish: {', '.join(s.finish_reason for s in samples)}]", file=sys.stderr)
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    code = run(cfg)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Sampling: pure functions over logits, and :class:`DecodeBatch`, the one decoding engine.
+
+The sampling script, the evaluation and the REST server all generate through :class:`DecodeBatch`:
+rows (one per sample) join the batch, every :meth:`DecodeBatch.step` advances all rows by one token
+with the model's O(1) ``step``, and finished rows leave.  Each row keeps its own temperature,
+top-k/top-p, repetition penalty, stop strings, seed (its own random generator, so a seeded row
+writes the same text alone or batched) and optional form constraint.
+
+Text is produced character by character.  Characters outside the vocabulary exist as UTF-8 byte
+pieces; a row's byte state masks the choices so that it never emits, or ends on, an invalid or
+incomplete UTF-8 sequence.  Every ``target_chars`` tokens a row re-reads its last
+``context_chars`` tokens through the encoder, exactly as the model saw text in training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from textgen.export import LoadedModel
+from textgen.models import DecoderState
+from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError
+
+MAX_STOP_STRINGS = 8
+MAX_SAMPLES = 16
+_SEED_MODULUS = 2**63 - 1
+
+
+class SamplingError(ValueError):
+    """A sampling parameter or prompt that cannot be used; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass
+class SamplingParams:
+    """How to sample one request (the fields and defaults of the REST API)."""
+
+    max_new_chars: int = 200
+    """Characters to generate (fewer if a stop string or a completed form ends the text)."""
+    temperature: float = 0.8
+    """Softmax temperature; 0 means greedy (argmax)."""
+    top_k: int = 0
+    """Keep the k most likely tokens; 0 keeps all."""
+    top_p: float = 1.0
+    """Keep the smallest set of tokens whose probability reaches p (nucleus); 1.0 keeps all."""
+    repetition_penalty: float = 1.0
+    """CTRL-style penalty (> 1 discourages) on tokens already in the prompt or the text."""
+    seed: int | None = None
+    """Seed of this request's random generator; the same seed gives the same text."""
+    stop: Sequence[str] = ()
+    """Up to 8 strings; the text ends before the first one, which is not returned."""
+    n: int = 1
+    """Independent samples, generated as one batch."""
+    return_logprobs: bool = False
+    """Report the model's log-probability of each sample (sum over generated tokens)."""
+
+    def __post_init__(self) -> None:
+        self.stop = tuple(self.stop)
+        checks = [
+            ("max_new_chars", isinstance(self.max_new_chars, int) and self.max_new_chars >= 0,
+             "must be an integer >= 0"),
+            ("temperature", _finite(self.temperature) and self.temperature >= 0, "must be >= 0"),
+            ("top_k", isinstance(self.top_k, int) and self.top_k >= 0, "must be an integer >= 0"),
+            ("top_p", _finite(self.top_p) and 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
+            ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0,
+             "must be > 0"),
+            ("seed", self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
+             "must be null or an integer >= 0"),
+            ("stop", len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop),
+             f"must be at most {MAX_STOP_STRINGS} non-empty strings"),
+            ("n", isinstance(self.n, int) and 1 <= self.n <= MAX_SAMPLES, f"must be between 1 and {MAX_SAMPLES}"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise SamplingError(name, f"`{name}` {message}, got {getattr(self, name)!r}")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------- pure functions
+def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: Tensor) -> Tensor:
+    """CTRL penalty: divide positive / multiply negative logits of ``seen`` tokens by ``penalty``.
+
+    ``logits`` (B, V), ``seen`` (B, V) bool, ``penalty`` (B,).
+    """
+    p = penalty[:, None]
+    penalised = torch.where(logits > 0, logits / p, logits * p)
+    return torch.where(seen, penalised, logits)
+
+
+def sample_tokens(
+    logits: Tensor,
+    temperature: Tensor,
+    top_k: Tensor,
+    top_p: Tensor,
+    uniforms: Tensor,
+) -> Tensor:
+    """Draw one token per row from ``logits`` (B, V) with per-row settings (each (B,)).
+
+    Temperature 0 is argmax.  ``top_k`` 0 and ``top_p`` 1 disable truncation.  ``uniforms`` in
+    [0, 1) are the rows' random numbers: the draw is an inverse-CDF lookup (cumulative sum +
+    ``searchsorted``), much faster than ``torch.multinomial`` for large vocabularies.  Masked
+    tokens carry ``-inf`` and are never drawn.
+    """
+    B, V = logits.shape
+    greedy = temperature <= 0
+    scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
+    truncate = bool(((top_k > 0) & (top_k < V)).any() or (top_p < 1.0).any())
+    if truncate:
+        scaled, order = scaled.sort(dim=-1, descending=True)  # (B, V)
+        ranks = torch.arange(V, device=logits.device)[None, :]
+        k = torch.where(top_k > 0, top_k, torch.full_like(top_k, V))[:, None]
+        scaled = scaled.masked_fill(ranks >= k, float("-inf"))
+        probs = torch.softmax(scaled, dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # probability mass ranked above each token
+        scaled = scaled.masked_fill((before >= top_p[:, None]) & (ranks > 0), float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)  # (B, V)
+    cdf = probs.cumsum(dim=-1)
+    targets = (uniforms * cdf[:, -1])[:, None]
+    drawn = torch.searchsorted(cdf, targets, right=True).clamp_(max=V - 1)[:, 0]  # (B,)
+    if truncate:
+        drawn = order.gather(1, drawn[:, None])[:, 0]
+        argmax = order[:, 0]
+    else:
+        argmax = logits.argmax(dim=-1)
+    return torch.where(greedy, argmax, drawn)
+
+
+# --------------------------------------------------------------------------- UTF-8 byte masks
+_UTF8_IDLE = 0
+# Allowed ranges of the next byte of a multi-byte sequence, by what the lead byte requires.
+_CONTINUATIONS = [(0x80, 0xBF), (0xA0, 0xBF), (0x80, 0x9F), (0x90, 0xBF), (0x80, 0x8F)]
+_SPECIAL_LEADS = {0xE0: 2, 0xED: 3, 0xF0: 4, 0xF4: 5}  # lead byte -> index+1 of its second-byte range
+
+
+def _utf8_need(lead: int) -> int:
+    """Continuation bytes a lead byte needs (0 for ASCII, -1 for a byte that cannot start)."""
+    if lead < 0x80:
+        return 0
+    if 0xC2 <= lead <= 0xDF:
+        return 1
+    if 0xE0 <= lead <= 0xEF:
+        return 2
+    if 0xF0 <= lead <= 0xF4:
+        return 3
+    return -1
+
+
+class Constraint(Protocol):
+    """A form that masks a row's choices (see :mod:`textgen.forms`)."""
+
+    def allowed(self) -> Tensor | None:
+        """(V,) bool mask of the tokens allowed next, or None for no restriction."""
+
+    def advance(self, token: int, text: str) -> None:
+        """Record the chosen token and the text it completed ("" inside a UTF-8 sequence)."""
+
+    def is_complete(self) -> bool:
+        """Whether the form is finished (the row then ends with ``form_complete``)."""
+
+
+# --------------------------------------------------------------------------- rows
+@dataclass
+class Sample:
+    """One finished sample."""
+
+    text: str
+    finish_reason: str  # "length" | "stop" | "form_complete"
+    generated_chars: int
+    logprob: float | None = None
+
+
+@dataclass
+class Row:
+    """One sequence being generated (internal state of :class:`DecodeBatch`)."""
+
+    params: SamplingParams
+    tokens: list[int]
+    generator: torch.Generator
+    constraint: Constraint | None = None
+    tag: object = None
+    text: str = ""
+    emitted: int = 0
+    chars: int = 0
+    segment_steps: int = 0
+    utf8_state: int = _UTF8_IDLE
+    utf8_need: int = 0
+    pending: bytearray = field(default_factory=bytearray)
+    logprob: float = 0.0
+    finish_reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def sample(self) -> Sample:
+        return Sample(self.text, self.finish_reason or "length", self.chars,
+                      self.logprob if self.params.return_logprobs else None)
+
+
+def _make_generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little") % _SEED_MODULUS
+    generator.manual_seed(seed)
+    return generator
+
+
+class DecodeBatch:
+    """A growing and shrinking batch of rows decoded together, one token per :meth:`step`."""
+
+    def __init__(self, loaded: LoadedModel, device: str | torch.device | None = None) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.device = torch.device(device) if device is not None else next(self.model.parameters()).device
+        self.context_chars = loaded.info.context_chars
+        self.segment_chars = loaded.info.target_chars
+        tok = self.tokenizer
+        V = tok.vocab_size
+        self.piece_text = [
+            "" if tok.byte_values[i] >= 0 or i in (UNK_ID, BOS_ID, EOS_ID, PAD_ID) else tok.decode([i])
+            for i in range(V)
+        ]
+        byte_values = torch.tensor(tok.byte_values)
+        is_byte = byte_values >= 0
+        specials = torch.zeros(V, dtype=torch.bool)
+        specials[[UNK_ID, BOS_ID, EOS_ID, PAD_ID]] = True
+        leads = torch.tensor([_utf8_need(b) >= 0 if b >= 0 else False for b in tok.byte_values])
+        idle = (~is_byte & ~specials) | (is_byte & leads)
+        masks = [idle] + [is_byte & (byte_values >= lo) & (byte_values <= hi) for lo, hi in _CONTINUATIONS]
+        self.utf8_masks = torch.stack(masks).to(self.device)  # (1 + ranges, V)
+        self.rows: list[Row] = []
+        self.state: DecoderState | None = None
+        self.seen: Tensor | None = None  # (B, V) tokens in each row's prompt and text
+
+    # ----------------------------------------------------------------- membership
+    def make_row(
+        self,
+        prompt: str,
+        params: SamplingParams,
+        *,
+        index: int = 0,
+        constraint: Constraint | None = None,
+        tag: object = None,
+    ) -> Row:
+        """A row for ``prompt``; sample ``index`` of a seeded request uses seed + index."""
+        try:
+            ids = self.tokenizer.encode(prompt)
+        except TokenizerError as error:
+            raise SamplingError("prompt", str(error)) from error
+        seed = None if params.seed is None else (params.seed + index) % _SEED_MODULUS
+        return Row(params=params, tokens=[BOS_ID, *ids], generator=_make_generator(seed),
+                   constraint=constraint, tag=tag)
+
+    def add(self, rows: Sequence[Row]) -> None:
+        """Join ``rows`` to the batch: their contexts are encoded now, they decode from the next step."""
+        if not rows:
+            return
+        new_state = self._start([row.tokens for row in rows])
+        seen = torch.zeros((len(rows), self.tokenizer.vocab_size), dtype=torch.bool, device=self.device)
+        for i, row in enumerate(rows):
+            seen[i, row.tokens[1:]] = True
+        self.state = new_state if self.state is None else DecoderState.cat([self.state, new_state])
+        self.seen = seen if self.seen is None else torch.cat([self.seen, seen])
+        self.rows.extend(rows)
+        for row in rows:
+            self._finish_if_done(row)
+        self.remove([row for row in rows if row.finished])
+
+    def remove(self, rows: Sequence[Row]) -> None:
+        """Drop rows (finished, or their client went away)."""
+        drop = {id(row) for row in rows}
+        keep = [i for i, row in enumerate(self.rows) if id(row) not in drop]
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.state, self.seen = None, None
+            return
+        index = torch.tensor(keep, device=self.device)
+        self.state = self.state.select(index)
+        self.seen = self.seen.index_select(0, index)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _start(self, streams: Sequence[list[int]]) -> DecoderState:
+        C = self.context_chars
+        contexts = torch.full((len(streams), C), PAD_ID, dtype=torch.long)
+        lengths = torch.empty(len(streams), dtype=torch.long)
+        for i, stream in enumerate(streams):
+            tail = stream[-C:]
+            contexts[i, : len(tail)] = torch.tensor(tail)
+            lengths[i] = len(tail)
+        with torch.inference_mode():
+            return self.model.start(contexts.to(self.device), lengths.to(self.device))
+
+    # ----------------------------------------------------------------- decoding
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Row, str]]:
+        """Advance every row by one token; returns (row, newly releasable text) for each row.
+
+        Rows that finish during the step are removed from the batch (check ``row.finished``).
+        """
+        if not self.rows:
+            return []
+        restart = [i for i, row in enumerate(self.rows) if row.segment_steps >= self.segment_chars]
+        if restart:
+            fresh = self._start([self.rows[i].tokens for i in restart])
+            self.state = self.state.assign(torch.tensor(restart, device=self.device), fresh)
+            for i in restart:
+                self.rows[i].segment_steps = 0
+        inputs = torch.tensor([row.tokens[-1] for row in self.rows], device=self.device)
+        logits, self.state = self.model.step(inputs, self.state)  # (B, V)
+        logits = logits.float()
+        chosen = self._choose(logits)
+        logprobs = None
+        if any(row.params.return_logprobs for row in self.rows):
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0].tolist()
+        self.seen[torch.arange(len(self.rows), device=self.device), chosen] = True
+        out, done = [], []
+        for i, (row, token) in enumerate(zip(self.rows, chosen.tolist())):
+            if logprobs is not None:
+                row.logprob += logprobs[i]
+            out.append((row, self._advance(row, token)))
+            if row.finished:
+                done.append(row)
+        self.remove(done)
+        return out
+
+    def _choose(self, logits: Tensor) -> Tensor:
+        rows = self.rows
+        allowed = self.utf8_masks[torch.tensor([row.utf8_state for row in rows], device=self.device)]
+        for i, row in enumerate(rows):
+            if row.constraint is not None:
+                mask = row.constraint.allowed()
+                if mask is not None:
+                    allowed[i] &= mask.to(self.device)
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        penalty = torch.tensor([row.params.repetition_penalty for row in rows], device=self.device)
+        if bool((penalty != 1.0).any()):
+            logits = apply_repetition_penalty(logits, self.seen, penalty)
+        temperature = torch.tensor([row.params.temperature for row in rows], device=self.device)
+        top_k = torch.tensor([row.params.top_k for row in rows], device=self.device)
+        top_p = torch.tensor([row.params.top_p for row in rows], device=self.device)
+        uniforms = torch.stack([torch.rand((), generator=row.generator) for row in rows]).to(self.device)
+        return sample_tokens(logits, temperature, top_k, top_p, uniforms)
+
+    def _advance(self, row: Row, token: int) -> str:
+        """Append ``token`` to ``row``; returns the text that can be released to the client."""
+        row.tokens.append(token)
+        row.segment_steps += 1
+        value = self.tokenizer.byte_values[token]
+        if value < 0:
+            piece = self.piece_text[token]
+        else:
+            row.pending.append(value)
+            if row.utf8_need == 0:  # a lead byte (or an ASCII byte)
+                row.utf8_need = _utf8_need(value)
+                row.utf8_state = _SPECIAL_LEADS.get(value, 1) if row.utf8_need else _UTF8_IDLE
+            else:
+                row.utf8_need -= 1
+                row.utf8_state = 1 if row.utf8_need else _UTF8_IDLE
+            piece = ""
+            if row.utf8_need == 0:
+                piece = row.pending.decode("utf-8")
+                row.pending.clear()
+        if row.constraint is not None:
+            row.constraint.advance(token, piece)
+        if piece:
+            row.text += piece
+            row.chars += len(piece)
+        return self._release(row)
+
+    def _finish_if_done(self, row: Row) -> None:
+        if row.finished or row.utf8_need:
+            return
+        if row.constraint is not None and row.constraint.is_complete():
+            row.finish_reason = "form_complete"
+        elif row.chars >= row.params.max_new_chars:
+            row.finish_reason = "length"
+
+    def _release(self, row: Row) -> str:
+        stops = row.params.stop
+        if stops:
+            window_start = max(0, row.emitted - max(map(len, stops)))
+            hits = [pos for pos in (row.text.find(s, window_start) for s in stops) if pos >= 0]
+            if hits:
+                row.text = row.text[: min(hits)]
+                row.finish_reason = "stop"
+        self._finish_if_done(row)
+        end = len(row.text)
+        if not row.finished and stops:
+            end -= _held_back(row.text, stops)
+        end = max(end, row.emitted)
+        released, row.emitted = row.text[row.emitted:end], end
+        return released
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that could still grow into a stop string."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
+
+
+# --------------------------------------------------------------------------- one-call API
+def generate(
+    loaded: LoadedModel,
+    prompt: str = "",
+    params: SamplingParams | None = None,
+    *,
+    on_text: Callable[[int, str], None] | None = None,
+    constraint: Callable[[int], Constraint | None] | None = None,
+) -> list[Sample]:
+    """Generate ``params.n`` samples after ``prompt`` as one batch.
+
+    ``on_text(index, text)`` receives text as it is produced; ``constraint(index)`` builds each
+    sample's form constraint.
+    """
+    params = params or SamplingParams()
+    batch = DecodeBatch(loaded)
+    rows = [
+        batch.make_row(prompt, params, index=i, constraint=constraint(i) if constraint else None, tag=i)
+        for i in range(params.n)
+    ]
+    batch.add(rows)
+    while len(batch):
+        for row, text in batch.step():
+            if text and on_text is not None:
+                on_text(row.tag, text)
+    return [row.sample() for row in rows]

@@ -1,0 +1,32 @@
+"""Learning-rate schedules that know the run's budget (steps and/or wall time)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def warmup_cosine(
+    optimizer: Optimizer,
+    progress: Callable[[int], float],
+    warmup_steps: int = 100,
+    min_lr_ratio: float = 0.1,
+) -> LambdaLR:
+    """Linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` of the peak.
+
+    ``progress(step)`` says how much of the run's budget is used (0..1): the larger of the share
+    of ``max_steps`` and the share of ``max_time``, so a time-limited run still ends its decay.
+    """
+    if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        done = min(max(progress(step), 0.0), 1.0)
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return LambdaLR(optimizer, factor)
