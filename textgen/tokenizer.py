@@ -138,6 +138,14 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; raises :class:`TokenizerError` if it would not round-trip."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            bad = text[error.start]
+            raise TokenizerError(
+                f"the tokenizer cannot represent character U+{ord(bad):04X} at position {error.start} "
+                "(a lone surrogate is not a Unicode character)"
+            ) from error
         ids = self._sp.encode(text)
         if self._sp.decode(ids) != text:
             bad = next((ch for ch in text if self._sp.decode(self._sp.encode(ch)) != ch), None)

@@ -119,19 +119,22 @@ def run(cfg: DictConfig) -> Path | None:
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - fit_started
 
-    checkpoint = next((c for c in trainer.checkpoint_callbacks), None)
     if trainer.interrupted:
         log.warning("training was interrupted; its checkpoints are in %s", run_dir / "checkpoints")
-    if checkpoint is None or not checkpoint.best_model_path:
-        # No validation has run yet (a run shorter than val_check_interval): validate now.
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    best_score = float(checkpoint.best_model_score) if best_path else math.inf
+    best_step = trainer.global_step
+    if task.last_val_step != trainer.global_step:
+        # The run ended between validations: score the final weights too.
         trainer.validate(task, datamodule=datamodule, verbose=False)
-        best_score = trainer.callback_metrics["val_bpc"].item()
-        best_step = trainer.global_step
-    else:
+        final_score = float(trainer.callback_metrics["val_bpc"])
+        if final_score < best_score:
+            best_path, best_score = "", final_score
+    if best_path:
         # Our own checkpoint from this run: Lightning's format needs the full unpickler.
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        best = torch.load(best_path, map_location="cpu", weights_only=False)
         task.load_state_dict(best["state_dict"])
-        best_score = float(checkpoint.best_model_score)
         best_step = int(best["global_step"])
     if not trainer.is_global_zero:
         return None

@@ -42,6 +42,8 @@ class LanguageModelTask(pl.LightningModule):
         self._fit_started: float | None = None
         self._elapsed_before = 0.0  # wall time of earlier (resumed) attempts
         self._val_nll = self._val_chars = None
+        #: The global step of the latest validation (None before the first).
+        self.last_val_step: int | None = None
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -65,6 +67,7 @@ class LanguageModelTask(pl.LightningModule):
         loss = (nll / chars.clamp(min=1)).float()
         self.log("val_loss", loss, prog_bar=True, sync_dist=False)
         self.log("val_bpc", loss / math.log(2), prog_bar=True, sync_dist=False)
+        self.last_val_step = self.global_step
 
     # ----------------------------------------------------------------- budget
     def on_fit_start(self) -> None:

@@ -1,0 +1,122 @@
+"""The three commands as a user runs them: train -> export -> sample -> evaluate, resume, multirun."""
+
+import json
+
+import pytest
+
+from conftest import TINY_CORPUS_CHARS, TINY_MODEL, TINY_STEPS, cli, corpus_file
+
+pytestmark = pytest.mark.slow
+QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.hidden=32", "model.layers=1",
+         "model.encoder.hidden=16", "data.context_chars=16", "data.target_chars=24", "data.batch_size=8",
+         "data.val_batch_size=64", "data.stride=11"]
+
+
+@pytest.fixture()
+def small_text(tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_text(corpus_file("shakespeare").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    return path
+
+
+def quick_train(tmp_path, corpus, *extra, check=True):
+    return cli("train", "data=text", f"data.path={corpus}", f"export.dir={tmp_path / 'ck'}", *QUICK, *extra,
+               cwd=tmp_path, check=check)
+
+
+def test_export_is_complete_and_recorded(tiny_shakespeare):
+    metrics = json.loads((tiny_shakespeare / "metrics.json").read_text())
+    assert metrics["steps"] == TINY_STEPS and metrics["val_bpc"] < 3.5  # 8.3 bits/char untrained
+    assert metrics["chars_seen"] == TINY_STEPS * 32 * 48
+    assert {"machine", "train_seconds", "params", "command"} <= set(metrics)
+    config = json.loads((tiny_shakespeare / "config.json").read_text())
+    assert config["model"]["encoder"]["layers"] == 1 and config["window"] == {"context_chars": 32, "target_chars": 48}
+    assert f"max_steps: {TINY_STEPS}" in (tiny_shakespeare / "training.yaml").read_text()
+
+
+def test_sample_streams_and_is_deterministic_with_a_seed(tiny_shakespeare):
+    args = ["sample", f"checkpoint={tiny_shakespeare}", "prompt=ROMEO:", "max_new_chars=120", "seed=7"]
+    first = cli(*args)
+    assert first.stdout.startswith("ROMEO:") and len(first.stdout) >= 120
+    assert "chars/s" in first.stderr
+    assert cli(*args).stdout == first.stdout
+    assert cli(*args[:-1], "seed=8").stdout != first.stdout
+    several = cli("sample", f"checkpoint={tiny_shakespeare}", "n=3", "max_new_chars=40", "seed=1",
+                  "temperature=0.5", "top_k=10", "top_p=0.9", "repetition_penalty=1.2")
+    assert several.stdout.count("--- sample") == 3
+
+
+def test_evaluate_reproduces_the_recorded_val_bpc(tiny_shakespeare, tmp_path):
+    text = corpus_file("shakespeare").read_text(encoding="utf-8")[: TINY_CORPUS_CHARS["shakespeare"]]
+    val = tmp_path / "val.txt"
+    val.write_text(text[int(len(text) * 0.9):], encoding="utf-8")
+    result = json.loads(cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={val}", "json=true").stdout)
+    recorded = json.loads((tiny_shakespeare / "metrics.json").read_text())["val_bpc"]
+    assert result["bpc"] == pytest.approx(recorded, rel=1e-4)
+    assert result["chars"] == len(val.read_text(encoding="utf-8")) and result["chars_per_second"] > 0
+    human = cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={val}").stdout
+    assert "bits/char" in human
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, small_text):
+    run = [f"hydra.run.dir={tmp_path / 'run'}", "trainer.val_check_interval=10", "export.name=resumed"]
+    quick_train(tmp_path, small_text, *run, "trainer.max_steps=20")
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    second = quick_train(tmp_path, small_text, *run, "trainer.max_steps=30", "resume=true")
+    assert "resuming from" in second.stdout + second.stderr
+    metrics = json.loads((tmp_path / "ck" / "resumed" / "metrics.json").read_text())
+    assert metrics["steps"] == 30
+
+
+def test_multirun_trains_and_exports_each_model(tmp_path, small_text):
+    result = cli("train", "-m", "model=lstm,gru", "data=text", f"data.path={small_text}",
+                 f"export.dir={tmp_path / 'ck'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                 "trainer.max_steps=6", "trainer.val_check_interval=3", *QUICK, cwd=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["text-gru", "text-lstm"]
+    assert len(list((tmp_path / "sweep").glob("*-text-*"))) == 2, result.stdout
+
+
+def test_decoder_only_and_other_cells_train(tmp_path, small_text):
+    quick_train(tmp_path, small_text, "model=rnn", "model.encoder.layers=0", "model.tie_weights=true",
+                "trainer.max_steps=4", "optim=sgd", "scheduler=plateau", "trainer.val_check_interval=2")
+    out = cli("sample", f"checkpoint={tmp_path / 'ck' / 'text-rnn-dec'}", "max_new_chars=20", "temperature=0")
+    assert len(out.stdout) >= 20
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    (None, ["data=text", "data.path=/nonexistent/corpus.txt"], "no such file or folder"),
+    ("", ["data=text", "data.path={path}"], "is empty"),
+    ("tiny", ["data=text", "data.path={path}"], "fewer than one window"),
+    (None, ["data=text"], "data.path"),
+])
+def test_training_errors_are_clear(tmp_path, setup, args, message):
+    path = tmp_path / "corpus.txt"
+    if setup is not None:
+        path.write_text({"": "", "tiny": "just a few words\n" * 2}[setup], encoding="utf-8")
+    result = cli("train", *[a.format(path=path) for a in args], *QUICK, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_sample_and_evaluate_errors_are_clear(tmp_path, tiny_shakespeare):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    for module, args, message in [
+        ("sample", [f"checkpoint={broken}"], "missing model.safetensors"),
+        ("sample", ["checkpoint=nope"], "no such export folder"),
+        ("sample", [f"checkpoint={tiny_shakespeare}", "temperature=-1"], "`temperature` must be >= 0"),
+        ("evaluate", [f"checkpoint={tiny_shakespeare}", f"file={tmp_path / 'missing.txt'}"], "No such file"),
+    ]:
+        result = cli(module, *args, check=False)
+        assert result.returncode == 2, (module, args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={empty}", check=False)
+    assert result.returncode == 2 and "is empty" in result.stderr
+
+
+def test_tiny_model_config_is_the_one_documented():
+    assert "model.layers=1" in TINY_MODEL

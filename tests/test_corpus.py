@@ -1,0 +1,87 @@
+"""Corpora and windows: local files and folders, splits, clear errors, window layout."""
+
+import pytest
+import torch
+
+from textgen.data.corpus import CorpusConfig, CorpusError, load_corpus
+from textgen.data.windows import RandomWindows, TiledWindows, as_stream, window_at
+from textgen.tokenizer import BOS_ID, PAD_ID
+
+from conftest import DATA_DIR
+
+
+def local(path, **extra) -> CorpusConfig:
+    return CorpusConfig(name="mine", path=str(path), **extra)
+
+
+def test_a_single_file_is_split_by_its_last_tenth(tmp_path):
+    (tmp_path / "a.txt").write_text("x" * 90 + "y" * 10, encoding="utf-8")
+    corpus = load_corpus(local(tmp_path / "a.txt"))
+    assert corpus.train == "x" * 90 and corpus.val == "y" * 10
+
+
+def test_a_file_of_poems_is_split_between_poems(tmp_path):
+    poems = [f"题{i}\n春眠不觉晓，处处闻啼鸟。\n" for i in range(20)]
+    (tmp_path / "poems.txt").write_text("\n".join(poems), encoding="utf-8")
+    corpus = load_corpus(local(tmp_path / "poems.txt"))
+    assert corpus.train + corpus.val == "\n".join(poems)
+    assert corpus.val.startswith("题") and corpus.train.endswith("\n\n")
+    assert 0 < len(corpus.val) <= 0.1 * len(corpus.train + corpus.val) + 1
+
+
+def test_a_folder_is_split_by_files_and_crlf_is_kept(tmp_path):
+    for i in range(5):
+        (tmp_path / f"ch{i}.tex").write_text(f"\\section{{{i}}}\r\ntext {i}\n" * 3, encoding="utf-8")
+    corpus = load_corpus(local(tmp_path, val_fraction=0.2))
+    assert corpus.val == "\\section{4}\r\ntext 4\n" * 3
+    assert "\r\n" in corpus.train
+
+
+@pytest.mark.parametrize("content,message", [(None, "no such file"), ("", "is empty"), ("   \n", "is empty")])
+def test_missing_and_empty_corpora_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "corpus.txt"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(CorpusError, match=message):
+        load_corpus(local(path))
+
+
+def test_non_utf8_is_a_clear_error(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1") * 10)
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        load_corpus(local(tmp_path / "latin1.txt"))
+
+
+def test_registered_corpora_read_ready_files():
+    if not (DATA_DIR / "tang" / "train.txt").is_file():
+        pytest.skip("shared corpora not found: set TEXTGEN_DATA_DIR")
+    tang = load_corpus(CorpusConfig(name="tang", source="tang", data_dir=str(DATA_DIR),
+                                    ready={"train": "tang/train.txt", "val": "tang/val.txt"}))
+    assert len(tang.train) == 1_782_224 and tang.train.startswith("帝京篇十首 一\n")
+    shakespeare = load_corpus(CorpusConfig(name="shakespeare", source="shakespeare", data_dir=str(DATA_DIR),
+                                           ready={"raw": "shakespeare/input.txt"}))
+    assert (len(shakespeare.train), len(shakespeare.val)) == (1_003_854, 111_540)
+
+
+def test_window_layout():
+    stream = as_stream(list(range(10, 30)))
+    context, length, inputs, targets = window_at(stream, 5, context_chars=8, target_chars=4)
+    assert context.tolist() == [BOS_ID, 10, 11, 12, 13, PAD_ID, PAD_ID, PAD_ID] and length == 5
+    assert inputs.tolist() == [13, 14, 15, 16] and targets.tolist() == [14, 15, 16, 17]
+
+
+def test_tiled_windows_score_every_token_once():
+    ids = torch.arange(10, 33)
+    tiles = TiledWindows(ids, context_chars=4, target_chars=5)
+    targets = torch.cat([tiles[i][3] for i in range(len(tiles))])
+    assert targets[targets != PAD_ID].tolist() == ids.tolist()
+
+
+def test_random_windows_are_full_and_strided():
+    ids = torch.arange(10, 60)
+    windows = RandomWindows(ids, context_chars=4, target_chars=8, stride=3)
+    assert len(windows) == (51 - 8 - 1) // 3 + 1
+    for i in range(len(windows)):
+        assert PAD_ID not in windows[i][3].tolist()
+    with pytest.raises(ValueError, match="shorter than one window"):
+        RandomWindows(torch.arange(10, 15), context_chars=4, target_chars=8)
