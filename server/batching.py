@@ -1,0 +1,268 @@
+"""Dynamic batching: one worker thread per model owns a :class:`~textgen.sampling.DecodeBatch`.
+
+Request threads turn a request into rows and :meth:`Batcher.submit` them as one :class:`Job`.
+The worker admits waiting jobs whenever the batch has room (a job joins at the next step and its
+rows leave as they finish), steps every row together, and hands each job its text as it is
+released: a streaming request reads :attr:`Job.events`, a plain one waits on :attr:`Job.done`.
+Each row keeps its own sampling parameters, seed and form constraint, so a seeded request writes
+the same text alone or batched.  The wait queue is bounded: a full queue raises :class:`QueueFull`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from textgen.export import LoadedModel
+from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
+
+from server.metrics import Metrics
+
+log = logging.getLogger("server")
+
+
+class QueueFull(Exception):
+    """The model's wait queue is full; come back after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the generation queue is full; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class JobFailed(Exception):
+    """The worker could not generate a job (the message says why; details are in the log)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: ``n`` rows generated together; events and samples come back to the request thread."""
+
+    rows: list[Row]
+    stream: bool = False
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    """("text", index, text), ("finish", index, Sample), then ("done", None, None) or ("error", None, msg)."""
+    done: threading.Event = field(default_factory=threading.Event)
+    samples: dict[int, Sample] = field(default_factory=dict)
+    error: str | None = None
+    cancelled: bool = False
+    enqueued: float = field(default_factory=time.perf_counter)
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def queue_ms(self) -> float:
+        return 1000 * ((self.started or self.finished or time.perf_counter()) - self.enqueued)
+
+    @property
+    def generate_ms(self) -> float:
+        if self.started is None:
+            return 0.0
+        return 1000 * ((self.finished or time.perf_counter()) - self.started)
+
+    def _text(self, index: int, text: str) -> None:
+        if self.stream:
+            self.events.put(("text", index, text))
+
+    def _finish_row(self, index: int, sample: Sample) -> None:
+        self.samples[index] = sample
+        if self.stream:
+            self.events.put(("finish", index, sample))
+        if len(self.samples) == len(self.rows):
+            self._close(("done", None, None))
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self._close(("error", None, message))
+
+    def _close(self, event: tuple) -> None:
+        if self.done.is_set():
+            return
+        self.finished = time.perf_counter()
+        self.events.put(event)
+        self.done.set()
+
+
+class Batcher:
+    """The decoding worker of one model."""
+
+    def __init__(
+        self,
+        name: str,
+        loaded: LoadedModel,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        queue_length: int,
+        metrics: Metrics,
+        device: str = "cpu",
+    ) -> None:
+        self.name = name
+        self.loaded = loaded
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.queue_length = queue_length
+        self.metrics = metrics
+        self.batch = DecodeBatch(loaded, device)
+        self._pending: deque[Job] = deque()
+        self._cancelled: list[Job] = []
+        self._running: set[Job] = set()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._step_seconds = 0.01  # moving average, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name=f"textgen-batcher-{name}", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- request side
+    def make_rows(self, prompt: str, params: SamplingParams,
+                  new_constraint: Callable[[], Constraint] | None = None) -> list[Row]:
+        """The ``params.n`` rows of a request (raises ``SamplingError`` for a prompt it cannot encode)."""
+        rows = []
+        for index in range(params.n):
+            constraint = new_constraint() if new_constraint is not None else None
+            rows.append(self.batch.make_row(prompt, params, index=index, constraint=constraint))
+        return rows
+
+    def submit(self, rows: Sequence[Row], *, stream: bool = False) -> Job:
+        """Queue a job; it joins the batch at the next step with room.  Raises :class:`QueueFull`."""
+        job = Job(list(rows), stream=stream)
+        for index, row in enumerate(job.rows):
+            row.tag = (job, index)
+        with self._cond:
+            if self._closing:
+                raise JobFailed("the server is shutting down")
+            if len(self._pending) >= self.queue_length and not self._has_room(job):
+                raise QueueFull(self._retry_after())
+            self._pending.append(job)
+            self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Drop a job (its client went away): waiting, it leaves the queue; running, its rows leave the batch."""
+        with self._cond:
+            if job.done.is_set() or job.cancelled:
+                return
+            job.cancelled = True
+            if job in self._pending:
+                self._pending.remove(job)
+                self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+                job._fail("cancelled")
+            else:
+                self._cancelled.append(job)
+                self._cond.notify()
+
+    def busy(self) -> bool:
+        """Whether any job is waiting or running."""
+        with self._cond:
+            return bool(self._pending or self._running)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker after the running and waiting jobs are done (or ``timeout`` passes)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _has_room(self, job: Job) -> bool:
+        rows = len(self.batch) + sum(len(j.rows) for j in self._pending)
+        return rows + len(job.rows) <= self.max_batch_size
+
+    def _retry_after(self) -> int:
+        """Seconds until the queue has likely moved on: the waiting rows' steps at the current pace."""
+        waiting = sum(len(j.rows) * j.rows[0].params.max_new_chars for j in self._pending)
+        rounds = waiting / max(1, self.max_batch_size)
+        return int(min(60, max(1, math.ceil(rounds * self._step_seconds))))
+
+    # ----------------------------------------------------------------- worker side
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._cancelled or len(self.batch) or self._closing):
+                    self._cond.wait()
+                if self._closing and not (self._pending or len(self.batch)):
+                    return
+                if not len(self.batch) and self._pending and self.max_wait_s > 0:
+                    self._gather()
+                cancelled, self._cancelled = self._cancelled, []
+                admitted = self._admit()
+            try:
+                self._work(cancelled, admitted)
+            except Exception:  # never let the worker die: fail what it held and start afresh
+                log.exception("batcher %s failed", self.name)
+                self._reset("generation failed (logged on the server)")
+
+    def _gather(self) -> None:
+        """An idle model waits ``max_wait_s`` for more requests, so that they start together."""
+        deadline = time.perf_counter() + self.max_wait_s
+        while sum(len(j.rows) for j in self._pending) < self.max_batch_size and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+
+    def _admit(self) -> list[Job]:
+        admitted, rows = [], len(self.batch)
+        while self._pending:
+            job = self._pending[0]
+            if rows and rows + len(job.rows) > self.max_batch_size:
+                break  # a job larger than the batch still runs, alone
+            admitted.append(self._pending.popleft())
+            rows += len(job.rows)
+        self._running.update(admitted)
+        self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+        return admitted
+
+    def _work(self, cancelled: list[Job], admitted: list[Job]) -> None:
+        for job in cancelled:
+            self.batch.remove(job.rows)
+            self._done(job, "cancelled")
+        for job in admitted:
+            job.started = time.perf_counter()
+            self.batch.add(job.rows)
+            for index, row in enumerate(job.rows):
+                if row.finished:  # nothing to generate (max_new_chars 0, a form complete already)
+                    self._finish(job, index, row)
+        if not len(self.batch):
+            self.metrics.active_rows.labels(model=self.name).set(0)
+            return
+        self.metrics.batch_size.labels(model=self.name).observe(len(self.batch))
+        self.metrics.active_rows.labels(model=self.name).set(len(self.batch))
+        started = time.perf_counter()
+        out = self.batch.step()
+        self._step_seconds = 0.9 * self._step_seconds + 0.1 * (time.perf_counter() - started)
+        for row, text in out:
+            job, index = row.tag
+            if text:
+                job._text(index, text)
+            if row.finished:
+                self._finish(job, index, row)
+        self.metrics.active_rows.labels(model=self.name).set(len(self.batch))
+
+    def _finish(self, job: Job, index: int, row: Row) -> None:
+        sample = row.sample()
+        self.metrics.generated_chars.labels(model=self.name).inc(sample.generated_chars)
+        job._finish_row(index, sample)
+        if job.done.is_set():
+            self._done(job)
+
+    def _done(self, job: Job, error: str | None = None) -> None:
+        if error is not None:
+            job._fail(error)
+        with self._cond:
+            self._running.discard(job)
+
+    def _reset(self, message: str) -> None:
+        with self._cond:
+            jobs = list(self._running)
+            self._running.clear()
+            self._cancelled.clear()
+        self.batch.remove(list(self.batch.rows))
+        for job in jobs:
+            job._fail(message)
+        self.metrics.active_rows.labels(model=self.name).set(0)

@@ -1,0 +1,37 @@
+"""Production settings for gunicorn: ``gunicorn -c server/gunicorn_conf.py 'server:create_app()'``.
+
+One process holds each model once and batches all of its requests, so the default is one worker
+with many threads (a streaming request holds a thread while it runs).  Several workers
+(``TEXTGEN_WORKERS``) each load the models and batch on their own: give each a share of the cores
+with ``TEXTGEN_TORCH_THREADS``.
+
+SIGTERM drains: the worker stops accepting connections, ``/health`` and new generations answer
+503 on connections already open, running requests (streams too) finish within
+``graceful_timeout``, then the process exits.
+"""
+
+import os
+import signal
+
+bind = os.environ.get("TEXTGEN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("TEXTGEN_WORKERS", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("TEXTGEN_THREADS", "64"))
+graceful_timeout = float(os.environ.get("TEXTGEN_DRAIN_TIMEOUT_S", "60"))
+timeout = 120  # heartbeat of an idle worker loop, not a request limit (streams may run longer)
+keepalive = 5
+accesslog = os.environ.get("TEXTGEN_ACCESS_LOG", "-")
+os.environ.setdefault("TEXTGEN_PRELOAD", "true")  # load the models when a worker starts, not on a request
+
+
+def post_worker_init(worker):
+    """On SIGTERM, mark the app draining before gunicorn's own graceful exit starts."""
+    state = worker.wsgi.extensions["textgen"]
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def drain(signum, frame):
+        state.draining.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain)

@@ -1,0 +1,111 @@
+"""``/openapi.json``: the OpenAPI 3.1 description, built from the pydantic models the views use.
+
+Bodies come from :mod:`server.schemas` (so the description cannot drift from the validation), the
+configured limits are written into the request schema, and ``tests/test_server_openapi.py``
+validates real responses against it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
+from server.settings import ServerSettings
+
+REF = "#/components/schemas/{model}"
+
+
+def _schemas() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody):
+        schema = model.model_json_schema(ref_template=REF)
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return components
+
+
+_COMPONENTS = _schemas()
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
+    response = {"description": description, "content": _json("ErrorBody")}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+ERRORS = {
+    "400": _error("The body is not valid JSON, not UTF-8, or not an object."),
+    "404": _error("Unknown model."),
+    "413": _error("The body or the prompt is over its limit."),
+    "415": _error("Content-Type is not application/json."),
+    "422": _error("A field has the wrong type or is out of range (`field` names it); a form the prompt or "
+                  "model cannot satisfy; a prompt the model cannot represent."),
+    "429": _error("The generation queue is full.",
+                  {"Retry-After": {"description": "Seconds to wait before trying again.",
+                                   "schema": {"type": "string"}, "required": True}}),
+    "500": _error("Generation failed unexpectedly (details are in the server log)."),
+    "503": _error("The model failed to load, or the server is shutting down."),
+}
+
+
+def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
+    """The description of a server with these settings (and these models, given as examples)."""
+    components = copy.deepcopy(_COMPONENTS)
+    request = components["GenerateRequest"]["properties"]
+    limits = settings.limits
+    request["max_new_chars"]["maximum"] = limits.max_new_chars
+    request["prompt"]["maxLength"] = limits.max_prompt_chars
+    if model_names:
+        request["model"]["examples"] = list(model_names)
+    body = {"required": True, "content": _json("GenerateRequest")}
+    stream_ok = {
+        "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
+                       "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
+                       "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
+                       "`data: {\"error\": {...}}` then `data: [DONE]`.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "textgen", "version": "1",
+                 "description": "Character-level recurrent text generation: Tang poetry, LaTeX, any corpus."},
+        "paths": {
+            "/health": {"get": {
+                "summary": "Whether a model can be served", "operationId": "health",
+                "responses": {
+                    "200": {"description": "Serving.", "content": _json("Health")},
+                    "503": {"description": "No model can be loaded, or the server is draining.",
+                            "content": _json("Health")},
+                }}},
+            "/v1/models": {"get": {
+                "summary": "The exported models", "operationId": "listModels",
+                "responses": {"200": {"description": "Every export in the checkpoints folder.",
+                                      "content": _json("ModelList")}}}},
+            "/v1/generate": {"post": {
+                "summary": "Generate; answer when done", "operationId": "generate", "requestBody": body,
+                "responses": {"200": {"description": "The samples.", "content": _json("GenerateResponse")},
+                              **ERRORS}}},
+            "/v1/generate/stream": {"post": {
+                "summary": "Generate as a stream of Server-Sent Events", "operationId": "generateStream",
+                "requestBody": body, "responses": {"200": stream_ok, **ERRORS}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics", "operationId": "metrics",
+                "responses": {"200": {"description": "Prometheus text format.",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {
+                "summary": "This description", "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1.",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/": {"get": {
+                "summary": "The web page", "operationId": "page",
+                "responses": {"200": {"description": "HTML page to try the models.",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,159 @@
+"""The exported models a server offers: found in the checkpoints folder, each loaded once.
+
+A model is loaded on its first request (or at start with ``preload``), then lives in
+``app.extensions["textgen"].registry`` with its :class:`~server.batching.Batcher`.  A failed load
+is remembered for ``RETRY_FAILED_S`` seconds (503 meanwhile), then tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from textgen.export import CONFIG, WEIGHTS, ExportError, ExportInfo, load_export, read_info, read_metrics, validate_name
+
+from server.batching import Batcher
+from server.metrics import Metrics
+from server.settings import ServerSettings
+
+log = logging.getLogger("server")
+RETRY_FAILED_S = 30.0
+
+
+class UnknownModel(LookupError):
+    """No export of that name."""
+
+
+class ModelUnavailable(RuntimeError):
+    """The export exists but cannot be loaded (or the server is closing)."""
+
+
+@dataclass
+class Listing:
+    """What ``/v1/models`` says about one export (read from its files, without loading it)."""
+
+    info: ExportInfo
+    params: int
+    val_bpc: float | None
+
+    def card(self) -> dict:
+        m = self.info.model
+        return {
+            "name": self.info.name, "corpus": self.info.corpus, "cell": m.cell,
+            "encoder": {"layers": m.encoder.layers, "hidden": m.encoder.hidden},
+            "params": self.params, "vocab_size": m.vocab_size, "val_bpc": self.val_bpc,
+            "created": self.info.created,
+        }
+
+
+def count_params(path: Path) -> int:
+    """Parameters of an export, from the safetensors header (no weights are read)."""
+    total = 0
+    with safe_open(str(path / WEIGHTS), framework="pt") as weights:
+        for key in weights.keys():
+            size = 1
+            for dim in weights.get_slice(key).get_shape():
+                size *= dim
+            total += size
+    return total
+
+
+class ModelRegistry:
+    def __init__(self, settings: ServerSettings, metrics: Metrics) -> None:
+        self.root = Path(settings.checkpoints)
+        self.settings = settings
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._batchers: dict[str, Batcher] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._listings: dict[tuple[str, float], Listing] = {}
+        self._closed = False
+
+    # ----------------------------------------------------------------- discovery
+    def listings(self) -> list[Listing]:
+        """Every readable export in the checkpoints folder, by name."""
+        found = []
+        if not self.root.is_dir():
+            return found
+        for path in sorted(self.root.iterdir()):
+            if not (path / CONFIG).is_file():
+                continue
+            try:
+                key = (path.name, (path / CONFIG).stat().st_mtime)
+                if key not in self._listings:
+                    info = read_info(path)
+                    info.name = path.name  # the folder name is what clients ask for
+                    self._listings[key] = Listing(info, count_params(path), read_metrics(path).get("val_bpc"))
+                found.append(self._listings[key])
+            except (ExportError, SafetensorError, OSError, ValueError) as error:
+                log.warning("skipping export %s: %s", path, error)
+        return found
+
+    def available(self) -> int:
+        """Models that can be served: listed, and not failed to load recently."""
+        now = time.monotonic()
+        return sum(1 for listing in self.listings()
+                   if not (listing.info.name in self._failed
+                           and now - self._failed[listing.info.name][0] < RETRY_FAILED_S))
+
+    # ----------------------------------------------------------------- loading
+    def get(self, name: str) -> Batcher:
+        """The batcher of model ``name``, loading it on first use."""
+        try:
+            validate_name(name)
+        except ExportError as error:
+            raise UnknownModel(f"unknown model {name!r}") from error
+        batcher = self._batchers.get(name)
+        if batcher is not None:
+            return batcher
+        path = self.root / name
+        if not path.is_dir():
+            known = ", ".join(listing.info.name for listing in self.listings()) or "none"
+            raise UnknownModel(f"unknown model {name!r} (models: {known})")
+        with self._lock:  # one load at a time; a second request for the same model waits for it
+            if self._closed:
+                raise ModelUnavailable("the server is shutting down")
+            if name in self._batchers:
+                return self._batchers[name]
+            failed = self._failed.get(name)
+            if failed and time.monotonic() - failed[0] < RETRY_FAILED_S:
+                raise ModelUnavailable(f"model {name!r} failed to load: {failed[1]}")
+            try:
+                started = time.perf_counter()
+                loaded = load_export(path, device=self.settings.device)
+            except (ExportError, OSError, RuntimeError, ValueError) as error:
+                log.error("model %s failed to load: %s", name, error)
+                self._failed[name] = (time.monotonic(), str(error))
+                self.metrics.model_loads.labels(model=name, outcome="failed").inc()
+                raise ModelUnavailable(f"model {name!r} failed to load: {error}") from error
+            b = self.settings.batching
+            batcher = Batcher(name, loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
+                              queue_length=b.queue_length, metrics=self.metrics, device=self.settings.device)
+            self._batchers[name] = batcher
+            self._failed.pop(name, None)
+            self.metrics.model_loads.labels(model=name, outcome="loaded").inc()
+            log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
+            return batcher
+
+    def preload(self) -> None:
+        """Load every listed export now (failures are logged and answered 503 later)."""
+        for listing in self.listings():
+            try:
+                self.get(listing.info.name)
+            except (UnknownModel, ModelUnavailable) as error:
+                log.error("%s", error)
+
+    def busy(self) -> bool:
+        return any(batcher.busy() for batcher in list(self._batchers.values()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
+            batcher.close()

@@ -1,0 +1,59 @@
+"""Server settings: ``conf/server.yaml`` composed with Hydra, environment overrides, typed checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from pydantic import BaseModel, ConfigDict, Field
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class _Section(BaseModel):
+    # Values from the environment arrive as strings: lax mode turns "32" into 32, "false" into False.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Batching(_Section):
+    max_batch_size: int = Field(32, ge=1)
+    """Rows stepped together per model (1 turns batching off: one request at a time)."""
+    max_wait_ms: float = Field(2.0, ge=0)
+    """How long an idle model waits for more requests before it starts a batch."""
+    queue_length: int = Field(64, ge=0)
+    """Requests that may wait per model beyond the running batch; more are answered 429."""
+
+
+class Limits(_Section):
+    max_body_bytes: int = Field(65536, ge=1)
+    max_prompt_chars: int = Field(4096, ge=0)
+    max_new_chars: int = Field(4000, ge=0)
+
+
+class Shutdown(_Section):
+    drain_timeout_s: float = Field(60.0, ge=0)
+
+
+class ServerSettings(_Section):
+    """Everything ``conf/server.yaml`` holds, checked."""
+
+    checkpoints: Path = Path("checkpoints")
+    device: str = "cpu"
+    preload: bool = False
+    torch_threads: int = Field(0, ge=0)
+    batching: Batching = Batching()
+    limits: Limits = Limits()
+    shutdown: Shutdown = Shutdown()
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> ServerSettings:
+    """Compose ``conf/server.yaml`` (resolving ``oc.env``) and apply ``overrides`` (nested mapping)."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="textgen-server"):
+        cfg = compose(config_name="server")
+    if overrides:
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(overrides)))
+    values = OmegaConf.to_container(cfg, resolve=True)
+    return ServerSettings.model_validate(values)

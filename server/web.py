@@ -1,0 +1,13 @@
+"""``/``: the page where a person tries the models (plain HTML + JS in ``server/static``, no build step)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+bp = Blueprint("web", __name__)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The page; it talks to the API like any client (``/v1/models``, ``/v1/generate/stream``)."""
+    return current_app.send_static_file("index.html")
