@@ -170,6 +170,13 @@ class Constraint(Protocol):
     def is_complete(self) -> bool:
         """Whether the form is finished (the row then ends with ``form_complete``)."""
 
+    # Two optional methods, looked up with getattr (a constraint without them is unaffected):
+    #   set_remaining(chars: int) -> None   called before each allowed() with max_new_chars minus
+    #                                       the characters written so far (may be <= 0), so that a
+    #                                       form can close what it opened in time;
+    #   must_continue() -> bool             True while the text may not end yet: the row then runs
+    #                                       past max_new_chars until it turns False.
+
 
 # --------------------------------------------------------------------------- rows
 @dataclass
@@ -346,6 +353,9 @@ class DecodeBatch:
         allowed = self.utf8_masks[torch.tensor([row.utf8_state for row in rows], device=self.device)]
         for i, row in enumerate(rows):
             if row.constraint is not None:
+                set_remaining = getattr(row.constraint, "set_remaining", None)
+                if set_remaining is not None:
+                    set_remaining(row.params.max_new_chars - row.chars)
                 mask = row.constraint.allowed()
                 if mask is not None:
                     allowed[i] &= mask.to(self.device)
@@ -390,7 +400,7 @@ class DecodeBatch:
             return
         if row.constraint is not None and row.constraint.is_complete():
             row.finish_reason = "form_complete"
-        elif row.chars >= row.params.max_new_chars:
+        elif row.chars >= row.params.max_new_chars and not _must_continue(row.constraint):
             row.finish_reason = "length"
 
     def _release(self, row: Row) -> str:
@@ -408,6 +418,11 @@ class DecodeBatch:
         end = max(end, row.emitted)
         released, row.emitted = row.text[row.emitted:end], end
         return released
+
+
+def _must_continue(constraint: Constraint | None) -> bool:
+    must_continue = getattr(constraint, "must_continue", None)
+    return must_continue is not None and bool(must_continue())
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:
