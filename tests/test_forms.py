@@ -1,0 +1,315 @@
+"""Forms by construction (textgen.forms): every constrained sample obeys its form.
+
+Samples come from the tiny models of ``conftest.py`` (really trained through the CLI), in batches
+of 16, across seeds, temperatures (0 included) and extreme top-k/top-p.  The checks here are
+written independently of the constraints (regular expressions, a separate LaTeX scanner).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import DATA_DIR, REPO
+
+from textgen.export import load_export
+from textgen.forms import (
+    GROUPS, FormError, LatexForm, TangForm, check_text, is_balanced, poem_length, prepare_form, rhyme_group,
+    rhymes,
+)
+from textgen.forms.latex import LatexState, latex_tables
+from textgen.forms.rhyme import final_of
+from textgen.forms.tang import tang_tables
+from textgen.sampling import SamplingParams, generate
+
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+# Every sampling regime the forms must survive.
+REGIMES = [
+    {"temperature": 0.8},
+    {"temperature": 0.0},
+    {"temperature": 1.6},
+    {"temperature": 1.0, "top_k": 1},
+    {"temperature": 1.0, "top_k": 5},
+    {"temperature": 1.0, "top_p": 0.01},
+    {"temperature": 1.2, "top_p": 0.5, "top_k": 40},
+    {"temperature": 0.8, "repetition_penalty": 1.5},
+]
+
+
+@pytest.fixture(scope="module")
+def tang(tiny_tang):
+    return load_export(tiny_tang)
+
+
+@pytest.fixture(scope="module")
+def stacks(tiny_stacks):
+    return load_export(tiny_stacks)
+
+
+def sample(loaded, prepared, seed: int, regime: dict, **params):
+    params = SamplingParams(n=16, seed=seed, **{**regime, **params})
+    return generate(loaded, prepared.prompt, params, constraint=lambda i: prepared.new_constraint())
+
+
+# --------------------------------------------------------------------------- independent checks
+def poem_problems(text: str, chars: int, verses: int, acrostic: str = "") -> list[str]:
+    """What is wrong with ``text`` as the verses of a poem (empty list: nothing)."""
+    lines = text.split("\n")
+    couplet = re.compile(f"^([{HAN}]{{{chars}}})，([{HAN}]{{{chars}}})。$")
+    problems = []
+    if len(lines) != verses // 2:
+        problems.append(f"{len(lines)} lines")
+    found = []
+    for line in lines:
+        match = couplet.match(line)
+        if not match:
+            problems.append(f"bad couplet {line!r}")
+        else:
+            found += match.groups()
+    if acrostic and "".join(v[0] for v in found) != acrostic:
+        problems.append("acrostic heads")
+    return problems
+
+
+_LATEX_TOKEN = re.compile(r"%[^\n]*|\\begin\{([^}]*)\}|\\end\{([^}]*)\}|\\.|[{}$]", re.S)
+
+
+def latex_problems(text: str) -> list[str]:
+    """Environments nested and closed, braces and $ balanced (a scanner separate from textgen.forms)."""
+    stack: list[str] = []
+    for match in _LATEX_TOKEN.finditer(text):
+        token, begin, end = match.group(0), match.group(1), match.group(2)
+        if token.startswith("%") or (token.startswith("\\") and begin is None and end is None):
+            continue
+        if begin is not None:
+            stack.append("env:" + begin)
+        elif end is not None:
+            if not stack or stack.pop() != "env:" + end:
+                return [f"\\end{{{end}}} does not close the innermost group"]
+        elif token == "{":
+            stack.append("{")
+        elif token == "}":
+            if not stack or stack.pop() != "{":
+                return ["unmatched }"]
+        elif token == "$":
+            if stack and stack[-1] == "$":
+                stack.pop()
+            else:
+                stack.append("$")
+    if text.endswith("\\") and not text.endswith("\\\\"):
+        return ["ends in a backslash"]
+    return [f"left open: {stack}"] if stack else []
+
+
+# --------------------------------------------------------------------------- Tang: always valid
+TANG_FORMS = [
+    {"kind": "jueju", "chars_per_line": 5},
+    {"kind": "jueju", "chars_per_line": 7, "acrostic": "春夏秋冬"},
+    {"kind": "lushi", "chars_per_line": 5, "title": "春日", "rhyme": True},
+    {"kind": "lushi", "chars_per_line": 7, "acrostic": "一二三四五六七八", "title": "秋夜", "rhyme": True},
+]
+
+
+@pytest.mark.parametrize("form", TANG_FORMS, ids=lambda f: "-".join(str(v) for v in f.values()))
+def test_every_tang_sample_obeys_its_form(tang, form):
+    prepared = prepare_form(form, tang)
+    verses = 4 if form["kind"] == "jueju" else 8
+    title = form.get("title")
+    assert prepared.prompt == (f"{title}\n" if title else "")
+    for seed, regime in enumerate(REGIMES):
+        for s in sample(tang, prepared, seed, regime, max_new_chars=30):
+            assert s.finish_reason == "form_complete", (regime, s)
+            assert poem_problems(s.text, form["chars_per_line"], verses, form.get("acrostic", "")) == [], \
+                (regime, s.text)
+            assert s.generated_chars == len(s.text) == poem_length(prepared.form)
+            if form.get("rhyme"):
+                ends = [line[-2] for line in s.text.split("\n")]  # the even verses end each couplet line
+                assert rhymes("".join(ends)), (regime, s.text)
+            assert check_text(prepared.form, s.text, prepared.prompt) is None
+
+
+def test_poems_continue_a_prompt_and_its_title_line(tang):
+    prepared = prepare_form({"kind": "jueju", "chars_per_line": 5, "acrostic": "白黄欲更"}, tang, "白日依山尽，黄")
+    assert prepared.prompt == "白日依山尽，黄"
+    for s in sample(tang, prepared, 7, {"temperature": 1.0}, max_new_chars=0):
+        assert poem_problems("白日依山尽，黄" + s.text, 5, 4, "白黄欲更") == []
+    own = prepare_form({"kind": "jueju", "chars_per_line": 5}, tang, "登鹳雀楼\n白日")
+    for s in sample(tang, own, 8, {"temperature": 0.8}):
+        assert poem_problems("白日" + s.text, 5, 4) == []
+        assert check_text(own.form, s.text, own.prompt) is None
+
+
+def test_a_seeded_poem_is_the_same_alone_and_batched(tang):
+    prepared = prepare_form({"kind": "jueju", "chars_per_line": 7, "rhyme": True}, tang)
+    alone = generate(tang, prepared.prompt, SamplingParams(n=1, seed=42),
+                     constraint=lambda i: prepared.new_constraint())
+    batched = generate(tang, prepared.prompt, SamplingParams(n=4, seed=42),
+                       constraint=lambda i: prepared.new_constraint())
+    assert alone[0].text == batched[0].text
+
+
+# --------------------------------------------------------------------------- LaTeX: always balanced
+LATEX_CASES = [
+    ({"kind": "latex", "environment": "lemma"}, ""),
+    ({"kind": "latex", "environment": "proof"}, "Let $X$ be a scheme and $\\{U_i\\}$ a {cover"),
+    ({"kind": "latex", "environment": "theorem*"}, "\\begin{enumerate}\n\\item $x^{2"),
+    ({"kind": "latex"}, ""),
+    ({"kind": "latex", "environment": None}, "\\section{Intro}\n% a comment { $\nSee \\cite{"),
+]
+
+
+@pytest.mark.parametrize("form,prompt", LATEX_CASES, ids=lambda v: str(v)[:30])
+def test_every_latex_sample_is_balanced(stacks, form, prompt):
+    prepared = prepare_form(form, stacks, prompt)
+    environment = form.get("environment")
+    opening = f"\\begin{{{environment}}}\n" if environment else ""
+    assert prepared.prompt == opening + prompt
+    closing = LatexState().read(prepared.prompt).closing()
+    for seed, regime in enumerate(REGIMES):
+        for budget in (3, 90):
+            for s in sample(stacks, prepared, seed, regime, max_new_chars=budget):
+                whole = prepared.prompt + s.text
+                assert latex_problems(whole) == [], (regime, budget, whole)
+                assert is_balanced(whole)
+                # never longer than asked, unless the prompt alone needs more to close
+                assert s.generated_chars <= max(budget, closing), (regime, budget, s)
+                if environment:
+                    assert s.finish_reason == "form_complete"
+                    assert whole.endswith(f"\\end{{{environment}}}")
+                else:
+                    assert s.finish_reason == "length"
+
+
+def test_latex_closes_within_budget_without_a_prompt_overrun(stacks):
+    prepared = prepare_form({"kind": "latex", "environment": "lemma"}, stacks)
+    for s in sample(stacks, prepared, 3, {"temperature": 1.0}, max_new_chars=len("\\end{lemma}")):
+        assert s.text == "\\end{lemma}"  # exactly the room to close: the closing is forced at once
+    for s in sample(stacks, prepared, 4, {"temperature": 1.0}, max_new_chars=0):
+        assert s.text == "\\end{lemma}" and s.generated_chars == 11  # over budget by the prompt's closing
+
+
+def test_latex_grammar_reads_the_real_corpus():
+    path = DATA_DIR / "stacks" / "val.txt"
+    if not path.is_file():
+        pytest.skip("shared Stacks corpus not found")
+    text = path.read_text(encoding="utf-8")
+    assert is_balanced(text)  # whole chapters: every environment, brace and $ closes
+    assert latex_problems(text) == []
+
+
+@pytest.mark.parametrize("text,closing", [
+    ("", 0), ("{", 1), ("$x", 1), ("\\begin{lemma}", 11), ("\\begin{lemma}\\", 10), ("\\begin{lemma}\\en", 8),
+    ("\\begin", 10), ("\\begin{", 9), ("\\begin{ab", 9), ("\\begin{a}$\\{", 8), ("% {", 1), ("\\", 1),
+    ("\\begin{a}\\end{", 2),
+])
+def test_closing_length_is_the_shortest_closing(text, closing):
+    state = LatexState().read(text)
+    assert state is not None and state.closing() == closing
+
+
+@pytest.mark.parametrize("text", ["}", "$a{$", "\\end{lemma}", "\\begin{a}\\end{b}", "\\begin x", "\\begin{}"])
+def test_latex_grammar_refuses_what_cannot_balance(text):
+    assert LatexState().read(text) is None
+
+
+# --------------------------------------------------------------------------- rhyme groups
+@pytest.mark.parametrize("chars,group", [("东风中红", "庚"), ("花家沙涯", "麻"), ("山间天寒", "寒"), ("诗时知日", "支"),
+                                         ("雨鱼居衣", "齐"), ("流楼愁秋", "尤"), ("月雪学", "皆")])
+def test_rhyme_groups(chars, group):
+    assert all(GROUPS[rhyme_group(c)] == group for c in chars), [GROUPS[rhyme_group(c)] for c in chars]
+
+
+def test_finals():
+    assert [final_of(s) for s in ("zhuang", "shi", "si", "ju", "yuan", "wen", "lv", "er", "xiong")] == \
+        ["uang", "-i", "-i", "ü", "üan", "un", "ü", "er", "iong"]
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("form,prompt,field", [
+    ("jueju", "", "form"),
+    ({"kind": "sonnet"}, "", "form.kind"),
+    ({"chars_per_line": 5}, "", "form.kind"),
+    ({"kind": "jueju", "chars_per_line": 5, "meter": 1}, "", "form.meter"),
+    ({"kind": "jueju"}, "", "form.chars_per_line"),
+    ({"kind": "jueju", "chars_per_line": 6}, "", "form.chars_per_line"),
+    ({"kind": "jueju", "chars_per_line": True}, "", "form.chars_per_line"),
+    ({"kind": "jueju", "chars_per_line": "5"}, "", "form.chars_per_line"),
+    ({"kind": "jueju", "chars_per_line": 5, "acrostic": "春夏秋"}, "", "form.acrostic"),
+    ({"kind": "lushi", "chars_per_line": 5, "acrostic": "春夏秋冬"}, "", "form.acrostic"),
+    ({"kind": "jueju", "chars_per_line": 5, "acrostic": "春夏秋a"}, "", "form.acrostic"),
+    ({"kind": "jueju", "chars_per_line": 5, "acrostic": "春夏秋龘"}, "", "form.acrostic"),
+    ({"kind": "jueju", "chars_per_line": 5, "acrostic": 4}, "", "form.acrostic"),
+    ({"kind": "jueju", "chars_per_line": 5, "title": "a\nb"}, "", "form.title"),
+    ({"kind": "jueju", "chars_per_line": 5, "title": "长" * 65}, "", "form.title"),
+    ({"kind": "jueju", "chars_per_line": 5, "title": ["春"]}, "", "form.title"),
+    ({"kind": "jueju", "chars_per_line": 5, "rhyme": "yes"}, "", "form.rhyme"),
+    ({"kind": "jueju", "chars_per_line": 5, "rhyme": 1}, "", "form.rhyme"),
+    ({"kind": "jueju", "chars_per_line": 5}, "白日依山尽。", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 5}, "白日 依山尽，", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 7}, "白日依山尽，", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 5, "acrostic": "春夏秋冬"}, "白日", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 5, "title": "登楼"}, "登鹳雀楼\n白日", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 5}, "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。", "prompt"),
+    ({"kind": "jueju", "chars_per_line": 5, "rhyme": True}, "白日依山尽，黄河入海流。\n欲穷千里目，更上一层山", "prompt"),
+    ({"kind": "latex"}, "", "form.kind"),  # a Tang model cannot write LaTeX
+])
+def test_tang_model_rejects_bad_forms(tang, form, prompt, field):
+    with pytest.raises(FormError) as caught:
+        prepare_form(form, tang, prompt)
+    assert caught.value.field == field
+    assert isinstance(caught.value, ValueError) and str(caught.value)
+
+
+@pytest.mark.parametrize("form,prompt,field", [
+    ({"kind": "jueju", "chars_per_line": 5}, "", "form.kind"),  # a LaTeX model has no '，'
+    ({"kind": "latex", "environment": "lem ma"}, "", "form.environment"),
+    ({"kind": "latex", "environment": 5}, "", "form.environment"),
+    ({"kind": "latex", "environment": "lemma", "title": "x"}, "", "form.title"),
+    ({"kind": "latex"}, "a}", "prompt"),
+    ({"kind": "latex"}, "\\end{lemma}", "prompt"),
+    ({"kind": "latex", "environment": "lemma"}, "Easy.\n\\end{lemma}", "prompt"),
+    ({"kind": "latex", "environment": "lemma"}, "$a{$", "prompt"),
+])
+def test_stacks_model_rejects_bad_forms(stacks, form, prompt, field):
+    with pytest.raises(FormError) as caught:
+        prepare_form(form, stacks, prompt)
+    assert caught.value.field == field
+
+
+def test_no_form_is_none_and_tables_are_built_once(tang, stacks):
+    assert prepare_form(None, tang) is None
+    assert tang_tables(tang.tokenizer) is tang_tables(tang.tokenizer)
+    assert latex_tables(stacks.tokenizer) is latex_tables(stacks.tokenizer)
+    prepared = prepare_form({"kind": "latex", "environment": "proof"}, stacks)
+    first, second = prepared.new_constraint(), prepared.new_constraint()
+    assert first is not second
+    mask = first.allowed()
+    assert mask.dtype == torch.bool and mask.shape == (stacks.tokenizer.vocab_size,)
+    assert isinstance(prepared.form, LatexForm)
+    assert isinstance(prepare_form({"kind": "lushi", "chars_per_line": 7}, tang).form, TangForm)
+
+
+# --------------------------------------------------------------------------- the sampling script
+def run_sample(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "textgen.sample", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def test_sample_script_writes_forms(tiny_tang, tiny_stacks):
+    done = run_sample(f"checkpoint={tiny_tang}", "form=jueju", "chars_per_line=7", "acrostic=春夏秋冬", "title=春日",
+                      "rhyme=true", "n=2", "seed=1")
+    assert done.returncode == 0, done.stderr
+    poems = re.findall(r"春日\n(.*?)\n(?=---|$)", done.stdout + "---", re.S)
+    assert len(poems) == 2 and all(poem_problems(p, 7, 4, "春夏秋冬") == [] for p in poems), done.stdout
+    assert "form_complete" in done.stderr
+    done = run_sample(f"checkpoint={tiny_stacks}", "form=latex", "environment=lemma", "max_new_chars=60", "seed=2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("\\begin{lemma}\n") and done.stdout.rstrip().endswith("\\end{lemma}")
+    assert latex_problems(done.stdout) == []
+    done = run_sample(f"checkpoint={tiny_tang}", "form=lushi", "acrostic=春夏秋冬")
+    assert done.returncode == 2 and "form.acrostic" in done.stderr
