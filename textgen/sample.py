@@ -2,7 +2,9 @@
 
 A thin shell over :func:`textgen.sampling.generate`, the API the server and evaluation use too.
 One sample streams to stdout as it is written; ``n`` > 1 samples are generated as one batch and
-printed in turn.
+printed in turn.  ``form=jueju|lushi|latex`` (with ``chars_per_line``, ``acrostic``, ``title``,
+``rhyme``, ``environment``) samples under a form of :mod:`textgen.forms`, exactly as the REST
+API's ``form`` object does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.export import ExportError, load_export, resolve_export
+from textgen.forms import FormError, prepare_form
 from textgen.sampling import SamplingError, SamplingParams, generate
 
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
@@ -32,6 +35,25 @@ def sampling_params(cfg: DictConfig) -> SamplingParams:
     )
 
 
+def form_request(cfg: DictConfig) -> dict | None:
+    """The API ``form`` object named by the options ``form``, ``chars_per_line``, ``acrostic``, ...
+
+    Options that were given but do not belong to the kind are passed on, so that
+    :func:`textgen.forms.prepare_form` rejects them as the server would.
+    """
+    if cfg.form is None:
+        return None
+    form: dict = {"kind": str(cfg.form)}
+    if form["kind"] in ("jueju", "lushi"):
+        form["chars_per_line"] = cfg.chars_per_line
+    for key in ("acrostic", "title", "environment"):
+        if cfg[key] is not None:
+            form[key] = str(cfg[key])
+    if cfg.rhyme:
+        form["rhyme"] = cfg.rhyme
+    return form
+
+
 def run(cfg: DictConfig) -> int:
     """Sample as ``cfg`` says; returns a process exit code."""
     try:
@@ -40,6 +62,11 @@ def run(cfg: DictConfig) -> int:
         if cfg.prompt_file:
             prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
         loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device)
+        prepared = prepare_form(form_request(cfg), loaded, prompt)
+        constraint = None
+        if prepared is not None:
+            prompt = prepared.prompt
+            constraint = lambda index: prepared.new_constraint()  # noqa: E731
         out = sys.stdout
         streaming = params.n == 1
         if streaming:
@@ -52,8 +79,11 @@ def run(cfg: DictConfig) -> int:
                 out.flush()
 
         started = time.perf_counter()
-        samples = generate(loaded, prompt, params, on_text=on_text)
+        samples = generate(loaded, prompt, params, on_text=on_text, constraint=constraint)
         seconds = time.perf_counter() - started
+    except FormError as error:
+        print(f"error: {error.field}: {error}", file=sys.stderr)
+        return 2
     except (SamplingError, ExportError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -68,11 +98,30 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
+def quote_overrides(args: list[str]) -> list[str]:
+    """Quote non-ASCII override values (``title=春日``), which Hydra's grammar refuses unquoted."""
+    quoted = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if eq and not key.startswith("-") and not value.isascii() and value[:1] not in ("'", '"'):
+            body = value.replace("'", "\\'")
+            tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote
+            arg = f"{key}='" + body + "\\" * tail + "'"
+        quoted.append(arg)
+    return quoted
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     code = run(cfg)
     if code:
         sys.exit(code)
+
+
+def main() -> None:
+    """Entry point: ``python -m textgen.sample`` / ``textgen-sample``."""
+    sys.argv[1:] = quote_overrides(sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":
