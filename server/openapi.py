@@ -54,6 +54,27 @@ ERRORS = {
 }
 
 
+# The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
+POEM_FORM = {
+    "type": "object", "title": "PoemForm", "required": ["kind", "chars_per_line"], "additionalProperties": False,
+    "properties": {
+        "kind": {"enum": ["jueju", "lushi"], "description": "Quatrain (4 verses) or regulated verse (8)."},
+        "chars_per_line": {"enum": [5, 7], "description": "Chinese characters per verse."},
+        "acrostic": {"type": "string", "description": "The first character of each verse."},
+        "title": {"type": "string", "description": "Written first, as the poem's title line."},
+        "rhyme": {"type": "boolean", "description": "The even verses end on one rhyme."},
+    },
+}
+LATEX_FORM = {
+    "type": "object", "title": "LatexForm", "required": ["kind"], "additionalProperties": False,
+    "properties": {
+        "kind": {"const": "latex"},
+        "environment": {"type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
+                        "description": "Write one such environment, balanced."},
+    },
+}
+
+
 def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
     """The description of a server with these settings (and these models, given as examples)."""
     components = copy.deepcopy(_COMPONENTS)
@@ -63,13 +84,22 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
     request["prompt"]["maxLength"] = limits.max_prompt_chars
     if model_names:
         request["model"]["examples"] = list(model_names)
+    request["form"] = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
+                                 {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
+                       "default": None, "description": request["form"].get("description", "")}
+    components["PoemForm"] = POEM_FORM
+    components["LatexForm"] = LATEX_FORM
     body = {"required": True, "content": _json("GenerateRequest")}
     stream_ok = {
         "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
                        "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
                        "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
                        "`data: {\"error\": {...}}` then `data: [DONE]`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # The schema describes each event (as OpenAPI 3.2's itemSchema does, and schemathesis reads it).
+        "content": {"text/event-stream": {"schema": {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+        }}},
     }
     return {
         "openapi": "3.1.0",

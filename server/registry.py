@@ -71,7 +71,7 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._batchers: dict[str, Batcher] = {}
         self._failed: dict[str, tuple[float, str]] = {}
-        self._listings: dict[tuple[str, float], Listing] = {}
+        self._listings: dict[tuple[str, float], Listing | None] = {}  # None: unreadable (logged once)
         self._closed = False
 
     # ----------------------------------------------------------------- discovery
@@ -84,14 +84,19 @@ class ModelRegistry:
             if not (path / CONFIG).is_file():
                 continue
             try:
-                key = (path.name, (path / CONFIG).stat().st_mtime)
-                if key not in self._listings:
+                key = (path.name, max((path / CONFIG).stat().st_mtime, (path / WEIGHTS).stat().st_mtime))
+            except OSError:
+                continue
+            if key not in self._listings:
+                try:
                     info = read_info(path)
                     info.name = path.name  # the folder name is what clients ask for
                     self._listings[key] = Listing(info, count_params(path), read_metrics(path).get("val_bpc"))
+                except (ExportError, SafetensorError, OSError, ValueError) as error:
+                    log.warning("not offering export %s: %s", path, error)
+                    self._listings[key] = None
+            if self._listings[key] is not None:
                 found.append(self._listings[key])
-            except (ExportError, SafetensorError, OSError, ValueError) as error:
-                log.warning("skipping export %s: %s", path, error)
         return found
 
     def available(self) -> int:

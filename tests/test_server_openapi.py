@@ -1,0 +1,105 @@
+"""``/openapi.json`` is kept true: real responses validate against it, and a fuzzer finds no 5xx."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_spec
+
+from test_server_support import MODELS, LiveServer, live, server_exports  # noqa: F401
+
+SHAKESPEARE, TANG = MODELS
+
+
+def check_against_spec(spec: dict, method: str, path: str, response: requests.Response) -> None:
+    """The response's status, media type and JSON body are what the description says."""
+    operation = spec["paths"][path][method.lower()]
+    status = str(response.status_code)
+    assert status in operation["responses"], f"{method} {path}: status {status} is not described"
+    described = operation["responses"][status]
+    media = response.headers["Content-Type"].split(";")[0]
+    assert media in described["content"], f"{method} {path} {status}: {media} is not described"
+    for header, meta in described.get("headers", {}).items():
+        if meta.get("required"):
+            assert header in response.headers
+    if media == "application/json":
+        schema = {**described["content"][media]["schema"], "components": spec["components"]}
+        Draft202012Validator(schema).validate(response.json())
+
+
+def test_the_description_is_valid_openapi(live):
+    spec = live.get("/openapi.json").json()
+    validate_spec(spec)
+    assert spec["openapi"].startswith("3.1")
+    assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/generate", "/v1/generate/stream", "/metrics",
+                                  "/openapi.json", "/"}
+    for path in ("/v1/generate", "/v1/generate/stream"):
+        assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
+    request = spec["components"]["schemas"]["GenerateRequest"]
+    assert request["required"] == ["model"]
+    assert request["properties"]["max_new_chars"]["maximum"] == 2000  # the configured limit
+    assert request["properties"]["model"]["examples"] == sorted(MODELS)
+
+
+def test_real_responses_match_the_description(live):
+    spec = live.get("/openapi.json").json()
+    calls = [
+        ("GET", "/health", None),
+        ("GET", "/v1/models", None),
+        ("GET", "/metrics", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/", None),
+        ("POST", "/v1/generate", {"model": TANG, "max_new_chars": 20, "n": 2}),
+        ("POST", "/v1/generate", {"model": SHAKESPEARE, "max_new_chars": 20, "return_logprobs": True,
+                                  "stop": ["e"]}),
+        ("POST", "/v1/generate/stream", {"model": SHAKESPEARE, "max_new_chars": 5}),
+        ("POST", "/v1/generate", b"{nope"),
+        ("POST", "/v1/generate", {"model": "nope"}),
+        ("POST", "/v1/generate", {"model": TANG, "prompt": "x" * 5000}),
+        ("POST", "/v1/generate", "text/plain"),
+        ("POST", "/v1/generate/stream", {"model": TANG, "temperature": -1}),
+        ("POST", "/v1/generate", {"model": "broken"}),
+    ]
+    for method, path, body in calls:
+        if body is None:
+            response = requests.request(method, live.url + path, timeout=60)
+        elif body == "text/plain":
+            response = requests.post(live.url + path, data=b"{}", headers={"Content-Type": "text/plain"}, timeout=60)
+        elif isinstance(body, bytes):
+            response = requests.post(live.url + path, data=body, headers={"Content-Type": "application/json"},
+                                     timeout=60)
+        else:
+            response = requests.post(live.url + path, json=body, timeout=60)
+        check_against_spec(spec, method, path, response)
+    # a 503 /health (draining) is described too
+    live.state.draining.set()
+    try:
+        check_against_spec(spec, "GET", "/health", live.get("/health"))
+        check_against_spec(spec, "POST", "/v1/generate", live.post("/v1/generate", {"model": TANG}))
+    finally:
+        live.state.draining.clear()
+
+
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_headers_conformance,response_schema_conformance")
+
+
+def test_fuzz_with_schemathesis(server_exports):
+    """Schemathesis against /openapi.json: no 5xx, every status, media type and body as described."""
+    server = LiveServer({"checkpoints": server_exports,
+                         "limits": {"max_new_chars": 20, "max_prompt_chars": 200},
+                         "batching": {"queue_length": 64}})
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run",
+             server.url + "/openapi.json", "--checks", CHECKS, "--max-examples", "30", "--seed", "1",
+             "--generation-database", "none", "--request-timeout", "60", "--no-color", "--workers", "2"],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
+    finally:
+        server.close()

@@ -1,0 +1,74 @@
+"""The web page in headless Chromium: it loads, lists the models, streams text for a prompt.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` package;
+skipped with the reason when either is missing (CI installs both).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_server_support import MODELS, live, server_exports  # noqa: F401
+
+CHROMIUM = os.environ.get("TEXTGEN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT = os.environ.get("TEXTGEN_SCREENSHOT")  # where to keep a screenshot of the page, to look at
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).is_file() and not shutil.which(CHROMIUM),
+                       reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e .[test]")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_page_streams_text_for_a_prompt(live, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    assert page.title() == "textgen"
+    page.select_option("#model", "tiny-shakespeare")
+    page.fill("#prompt", "ROMEO:\n")
+    page.fill("#max_new_chars", "120")
+    page.fill("#temperature", "0.5")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('characters in')",
+                           timeout=60_000)
+    text = page.inner_text("#output")
+    assert text.startswith("ROMEO:\n") and len(text) >= len("ROMEO:\n") + 100
+    assert "finish: length" in page.inner_text("#status")
+    page.screenshot(path=SCREENSHOT or str(tmp_path / "page.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_page_shows_an_error_and_stops_a_stream(live, browser):
+    page = browser.new_page()
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page.select_option("#model", "tiny-tang")
+    page.fill("#prompt", "春" * 600)  # over the prompt limit of the test server: 413
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+    assert page.inner_text("#status").startswith("413")
+    page.fill("#prompt", "春")
+    page.fill("#max_new_chars", "2000")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#output').textContent.length > 5")
+    page.click("#stop")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Stopped')")
+    page.close()
