@@ -72,3 +72,23 @@ def test_page_shows_an_error_and_stops_a_stream(live, browser):
     page.click("#stop")
     page.wait_for_function("document.querySelector('#status').textContent.startsWith('Stopped')")
     page.close()
+
+
+def test_page_writes_a_poem_in_a_form(live, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page.select_option("#model", "tiny-tang")
+    page.select_option("#form", "jueju-7")
+    page.fill("#title", "春望")
+    page.fill("#acrostic", "春夏秋冬")
+    page.fill("#seed", "1")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('characters in')",
+                           timeout=60_000)
+    assert "finish: form_complete" in page.inner_text("#status")
+    lines = page.inner_text("#output").split("\n")
+    assert lines[0] == "春望" and [line[0] + line[8] for line in lines[1:]] == ["春夏", "秋冬"]
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT.replace(".png", "-poem.png"), full_page=True)
+    page.close()
