@@ -95,11 +95,16 @@ def run(cfg: DictConfig) -> Path | None:
             f"corpus {corpus.name!r}: the train split has {len(train_ids)} tokens, fewer than one "
             f"window (data.target_chars={data.target_chars}); use a longer text or smaller windows"
         )
-
     datamodule = WindowDataModule(
         train_ids.long(), val_ids.long(), data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
     )
+    if len(datamodule.train_set) < data.batch_size:
+        raise TrainingError(
+            f"corpus {corpus.name!r}: the train split gives {len(datamodule.train_set)} training windows, "
+            f"fewer than one batch (data.batch_size={data.batch_size}, data.stride={data.stride}); "
+            "use a longer text, a smaller batch or stride"
+        )
     model_values = OmegaConf.to_container(cfg.model, resolve=True)
     model_config = ModelConfig.from_dict({**model_values, "vocab_size": tokenizer.vocab_size})
     task = LanguageModelTask(
