@@ -351,6 +351,7 @@ class DecodeBatch:
     def _choose(self, logits: Tensor) -> Tensor:
         rows = self.rows
         allowed = self.utf8_masks[torch.tensor([row.utf8_state for row in rows], device=self.device)]
+        constrained, masks = [], []
         for i, row in enumerate(rows):
             if row.constraint is not None:
                 set_remaining = getattr(row.constraint, "set_remaining", None)
@@ -358,7 +359,11 @@ class DecodeBatch:
                     set_remaining(row.params.max_new_chars - row.chars)
                 mask = row.constraint.allowed()
                 if mask is not None:
-                    allowed[i] &= mask.to(self.device)
+                    constrained.append(i)
+                    masks.append(mask)
+        if masks:  # one masked AND for all constrained rows
+            index = torch.tensor(constrained, device=self.device)
+            allowed[index] &= torch.stack(masks).to(self.device)
         logits = logits.masked_fill(~allowed, float("-inf"))
         penalty = torch.tensor([row.params.repetition_penalty for row in rows], device=self.device)
         if bool((penalty != 1.0).any()):
