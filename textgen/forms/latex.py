@@ -290,12 +290,16 @@ class LatexConstraint:
         self.tables = tables
         self.environment = environment
         self.remaining: float = float("inf")
+        #: Whether the budget ever bound: from then on only the closing sequence was allowed.
+        self.forced = False
 
     def set_remaining(self, chars: int) -> None:
         """Characters left before ``max_new_chars`` (told by the sampler before each step)."""
         self.remaining = chars
 
     def allowed(self) -> Tensor | None:
+        if self.remaining <= self.state.closing():
+            self.forced = True
         return self.tables.mask(self.state, self.remaining)
 
     def advance(self, token: int, text: str) -> None:
