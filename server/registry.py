@@ -138,7 +138,8 @@ class ModelRegistry:
                 raise ModelUnavailable(f"model {name!r} failed to load: {error}") from error
             b = self.settings.batching
             batcher = Batcher(name, loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
-                              queue_length=b.queue_length, metrics=self.metrics, device=self.settings.device)
+                              queue_length=b.queue_length, metrics=self.metrics, device=self.settings.device,
+                              onednn=self.settings.onednn)
             self._batchers[name] = batcher
             self._failed.pop(name, None)
             self.metrics.model_loads.labels(model=name, outcome="loaded").inc()

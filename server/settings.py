@@ -44,6 +44,8 @@ class ServerSettings(_Section):
     device: str = "cpu"
     preload: bool = False
     torch_threads: int = Field(0, ge=0)
+    onednn: bool = False
+    """Let torch use oneDNN (mkldnn) while decoding; its LSTM step is slower than the native one on CPU."""
     batching: Batching = Batching()
     limits: Limits = Limits()
     shutdown: Shutdown = Shutdown()
