@@ -63,6 +63,47 @@ def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}% ({part}/{whole})" if whole else "n/a"
 
 
+# --------------------------------------------------------------------------- cost
+def cost(loaded: LoadedModel, free_prompt: str, forms: list[dict], chars: int, repeats: int = 3) -> list[str]:
+    """Throughput with and without forms (best of ``repeats``, interleaved, one batch of BATCH
+    rows at temperature 0.8), and the constraint's own time per character, replayed alone."""
+    def best(prompt: str, prepared=None) -> float:
+        params = SamplingParams(n=BATCH, seed=0, temperature=0.8, max_new_chars=chars)
+        began = time.perf_counter()
+        samples = generate(loaded, prompt, params,
+                           constraint=(lambda i: prepared.new_constraint()) if prepared else None)
+        return sum(s.generated_chars for s in samples) / (time.perf_counter() - began)
+
+    prepared = [prepare_form(form, loaded) for form in forms]
+    free, under = [], [[] for _ in forms]
+    for _ in range(repeats):
+        free.append(best(free_prompt))
+        for rates, prep in zip(under, prepared):
+            rates.append(best(prep.prompt, prep))
+    rows = [f"| none (prompt `{free_prompt.strip()}`) | {max(free):,.0f} | - | - |"]
+    for form, prep, rates in zip(forms, prepared, under):
+        text = generate(loaded, prep.prompt, SamplingParams(n=BATCH, seed=1, max_new_chars=chars),
+                        constraint=lambda i: prep.new_constraint())
+        ids = [[loaded.tokenizer.encode(ch)[0] for ch in s.text] for s in text]
+        began, n = time.perf_counter(), 0
+        for sample, tokens in zip(text, ids):
+            constraint = prep.new_constraint()
+            for k, (ch, token) in enumerate(zip(sample.text, tokens)):
+                if hasattr(constraint, "set_remaining"):
+                    constraint.set_remaining(chars - k)
+                constraint.allowed()
+                constraint.advance(token, ch)
+                n += 1
+        micros = 1e6 * (time.perf_counter() - began) / max(n, 1)
+        label = ", ".join(f"{k}={v}" for k, v in form.items() if v is not None)
+        rows.append(f"| {label} | {max(rates):,.0f} | {100 * (1 - max(rates) / max(free)):+.0f}% | {micros:.1f} µs |")
+    return [f"Cost of the constraints ({BATCH} rows a batch, up to {chars} characters, best of {repeats} "
+            "interleaved runs; the last column replays samples through fresh constraints alone: "
+            "`set_remaining` + `allowed` + `advance` per character):", "",
+            "| form | chars/s | slower than none | constraint time per character |",
+            "| --- | --- | --- | --- |", *rows, ""]
+
+
 # --------------------------------------------------------------------------- Tang
 def val_poems(data_dir: Path) -> list[tuple[str, list[str]]]:
     """(title, couplet lines) of the validation poems."""
@@ -97,18 +138,18 @@ def tang_report(loaded: LoadedModel, samples: int, data_dir: Path) -> list[str]:
 
     # unconstrained: the model writes after "title\n"
     prompts = [titles[i // BATCH % len(titles)] + "\n" for i in range(samples)]
-    free, free_chars, free_s = batches(loaded, prompts, {"temperature": 0.8, "max_new_chars": 80})
+    free, _, _ = batches(loaded, prompts, {"temperature": 0.8, "max_new_chars": 80})
     shapes = [regular_form(first_poem(s.text)) for _, s, _ in free]
     quatrains = sum(1 for f in shapes if f and f[0] == "jueju")
     valid = [(f, s) for f, (_, s, _) in zip(shapes, free) if f]
     free_rhymes = sum(rhymes(even_verse_ends("\n".join(first_poem(s.text)), f[1])) for f, s in valid)
 
-    rows, examples, cost_rows = [], [], []
+    rows = []
     rhyme_free, rhyme_free_n = 0, 0
     for kind, chars in (("jueju", 5), ("jueju", 7), ("lushi", 5), ("lushi", 7)):
         for rhyme in (False, True):
             form = {"kind": kind, "chars_per_line": chars, "rhyme": rhyme}
-            got, c_chars, c_s = _titled(loaded, prompts, form)
+            got, _, _ = _titled(loaded, prompts, form)
             ok = sum(check_text(c.form, s.text, fed) is None and s.finish_reason == "form_complete"
                      for fed, s, c in got)
             rhymed = sum(rhymes(even_verse_ends(s.text, chars)) for _, s, _ in got)
@@ -116,8 +157,7 @@ def tang_report(loaded: LoadedModel, samples: int, data_dir: Path) -> list[str]:
                 rhyme_free += rhymed
                 rhyme_free_n += len(got)
             rows.append(f"| {kind} {chars} | {'yes' if rhyme else 'no'} | {pct(ok, len(got))} | "
-                        f"{pct(rhymed, len(got))} | {c_chars / c_s:,.0f} |")
-            cost_rows.append(c_chars / c_s)
+                        f"{pct(rhymed, len(got))} |")
     md += [
         "Unconstrained (temperature 0.8, prompt = a validation title + `\\n`, 80 characters, first poem "
         "of the text):", "",
@@ -126,15 +166,16 @@ def tang_report(loaded: LoadedModel, samples: int, data_dir: Path) -> list[str]:
         f"| valid 绝句 or 律诗 | {pct(len(valid), samples)} |",
         f"| of those, even verses rhyme (中华新韵 groups) | {pct(free_rhymes, len(valid))} |",
         f"| validation poems in regular form whose even verses rhyme | {pct(corpus_rhymes, len(regular))} |",
-        f"| throughput, {BATCH} rows a batch | {free_chars / free_s:,.0f} chars/s |",
         "",
         "Under the form (temperature 0.8, the same titles given as `form.title`):", "",
-        "| form | rhyme | valid (count, punctuation, title, finish `form_complete`) | even verses rhyme | chars/s |",
-        "| --- | --- | --- | --- | --- |",
+        "| form | rhyme | valid (count, punctuation, title, finish `form_complete`) | even verses rhyme |",
+        "| --- | --- | --- | --- |",
         *rows, "",
-        f"Cost of the constraints: {free_chars / free_s:,.0f} chars/s unconstrained vs "
-        f"{sum(cost_rows) / len(cost_rows):,.0f} chars/s under forms (mean of the rows above), "
-        f"{100 * (1 - sum(cost_rows) / len(cost_rows) / (free_chars / free_s)):+.0f}% slower.", "",
+        *cost(loaded, titles[0] + "\n", [
+            {"kind": "jueju", "chars_per_line": 5, "title": titles[0]},
+            {"kind": "lushi", "chars_per_line": 7, "title": titles[0], "rhyme": True},
+            {"kind": "jueju", "chars_per_line": 7, "title": titles[0], "acrostic": "春夏秋冬", "rhyme": True},
+        ], chars=67),
     ]
     # ten example poems
     showcase = [
@@ -191,37 +232,33 @@ def stacks_report(loaded: LoadedModel, samples: int, budget: int) -> list[str]:
           f"Temperature 0.8, {budget} characters; balanced = every `\\begin`/`\\end` nested and closed, "
           "braces and `$` closed, when the text ends.", "",
           "| prompt | form | balanced at the end | environment closed by the model itself (budget never bound) | "
-          "longest overrun of max_new_chars | chars/s |", "| --- | --- | --- | --- | --- | --- |"]
-    rates = {}
+          "longest overrun of max_new_chars |", "| --- | --- | --- | --- | --- |"]
     excerpts = []
     for environment in ("lemma", "proof", None):
         prompt_label = f"`\\begin{{{environment}}}`" if environment else "(empty)"
         opening = f"\\begin{{{environment}}}\n" if environment else ""
         params = {"temperature": 0.8, "max_new_chars": budget}
-        free, f_chars, f_s = batches(loaded, [opening] * samples, params)
+        free, _, _ = batches(loaded, [opening] * samples, params)
         ok = sum(is_balanced(fed + s.text) for fed, s, _ in free)
         closed = sum(closes_itself(fed, s.text) for fed, s, _ in free) if environment else 0
         md.append(f"| {prompt_label} | none | {pct(ok, samples)} | {pct(closed, samples) if environment else '-'} "
-                  f"| - | {f_chars / f_s:,.0f} |")
+                  f"| - |")
         form = {"kind": "latex", "environment": environment}
         prepared = prepare_form(form, loaded)
-        got, c_chars, c_s = batches(loaded, [""] * samples, params, form)
+        got, _, _ = batches(loaded, [""] * samples, params, form)
         ok = sum(check_text(prepared.form, s.text, fed) is None for fed, s, _ in got)
         itself = sum(s.finish_reason == "form_complete" and not c.forced for _, s, c in got)
         over = max(s.generated_chars - budget for _, s, _ in got)
         md.append(f"| {prompt_label} | latex | {pct(ok, samples)} | "
                   f"{pct(itself, samples) if environment else '-'} "
-                  f"| {max(over, 0)} | {c_chars / c_s:,.0f} |")
-        rates[environment] = (f_chars / f_s, c_chars / c_s)
+                  f"| {max(over, 0)} |")
         if environment:
             fed, s, _ = got[0]
             excerpts += [f"`{{\"kind\": \"latex\", \"environment\": \"{environment}\"}}`, seed 0, "
                          f"{s.generated_chars} characters, finish `{s.finish_reason}`:", "", "```latex",
                          fed + s.text, "```", ""]
-    free_rate = sum(r[0] for r in rates.values()) / len(rates)
-    form_rate = sum(r[1] for r in rates.values()) / len(rates)
-    md += ["", f"Cost of the constraint: {free_rate:,.0f} chars/s unconstrained vs {form_rate:,.0f} chars/s "
-               f"under the form ({100 * (1 - form_rate / free_rate):+.0f}% slower).", "",
+    md += ["", *cost(loaded, "\\begin{lemma}\n", [{"kind": "latex", "environment": "lemma"},
+                                                  {"kind": "latex", "environment": None}], chars=budget),
            "Two excerpts:", "", *excerpts]
     return md
 
