@@ -232,12 +232,15 @@ class Batcher:
         for job in cancelled:
             self.batch.remove(job.rows)
             self._done(job, "cancelled")
-        for job in admitted:
-            job.started = time.perf_counter()
-            self.batch.add(job.rows)
-            for index, row in enumerate(job.rows):
-                if row.finished:  # nothing to generate (max_new_chars 0, a form complete already)
-                    self._finish(job, index, row)
+        if admitted:  # one add for all: each add re-stacks the whole batch state
+            started = time.perf_counter()
+            for job in admitted:
+                job.started = started
+            self.batch.add([row for job in admitted for row in job.rows])
+            for job in admitted:
+                for index, row in enumerate(job.rows):
+                    if row.finished:  # nothing to generate (max_new_chars 0, a form complete already)
+                        self._finish(job, index, row)
         if not len(self.batch):
             self.metrics.active_rows.labels(model=self.name).set(0)
             return

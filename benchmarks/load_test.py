@@ -1,0 +1,230 @@
+"""Serving benchmark: requests/s and latency for 1, 8 and 32 concurrent clients, batching on and off.
+
+    python benchmarks/load_test.py                      # both vocabularies, everything (~5-10 min on 2 cores)
+    python benchmarks/load_test.py --vocab shakespeare --clients 1 8 --requests-per-client 3
+
+For each vocabulary (Shakespeare: ~100 symbols; Tang: ~6,400) it builds a randomly initialised
+export of the default architecture (2x512 LSTM decoder + bi-LSTM encoder, what throughput depends
+on; the weights do not matter) with a tokenizer trained on the shared corpus (TEXTGEN_DATA_DIR,
+default ../shared/data), starts the production server (gunicorn, ``server/gunicorn_conf.py``) on
+a loopback port, once with batching (max_batch_size 32) and once without (1), and runs closed-loop
+clients: each sends ``/v1/generate`` for 200 characters, waits for the answer, sends the next.
+Bounded: a fixed number of requests per client and a time limit per level; loopback only.
+
+``--engine`` also measures the decoding engine alone (DecodeBatch, no HTTP): characters/s at
+batch 1 and 32 and where a step's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from textgen.export import export_model, load_export  # noqa: E402
+from textgen.models import ModelConfig, Seq2SeqLM  # noqa: E402
+from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
+from textgen.tokenizer import CharTokenizer  # noqa: E402
+
+DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))
+CORPORA = {"shakespeare": "shakespeare/input.txt", "tang": "tang/train.txt"}
+CHARS = 200
+
+
+def build_export(root: Path, corpus: str) -> Path:
+    """A random-initialised default-architecture export with a tokenizer of ``corpus``."""
+    text = (DATA_DIR / CORPORA[corpus]).read_text(encoding="utf-8")
+    tokenizer = CharTokenizer.train_on_text(text)
+    torch.manual_seed(0)
+    model = Seq2SeqLM(ModelConfig(vocab_size=tokenizer.vocab_size)).eval()
+    return export_model(root / f"bench-{corpus}", model, tokenizer, name=f"bench-{corpus}", corpus=corpus,
+                        context_chars=256, target_chars=256)
+
+
+def prompts(corpus: str) -> list[str]:
+    text = (DATA_DIR / CORPORA[corpus]).read_text(encoding="utf-8")[:20000]
+    return [text[i * 97: i * 97 + 40] for i in range(64)]
+
+
+# --------------------------------------------------------------------------- the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """gunicorn with the production config, on a loopback port."""
+
+    def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "TEXTGEN_CHECKPOINTS": str(checkpoints), "TEXTGEN_MAX_BATCH_SIZE": str(batch_size),
+               "TEXTGEN_QUEUE_LENGTH": "256", "TEXTGEN_TORCH_THREADS": str(torch_threads), "TEXTGEN_BIND": f"127.0.0.1:{self.port}", "TEXTGEN_ACCESS_LOG": "",
+               "PYTHONUNBUFFERED": "1"}
+        self.log = open(log, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "server/gunicorn_conf.py", "server:create_app()"],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:  # not listening yet, or still loading the models
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {log}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+        self.log.close()
+
+
+# --------------------------------------------------------------------------- clients
+def run_level(url: str, model: str, texts: list[str], clients: int, per_client: int, limit_s: float) -> dict:
+    """``clients`` closed-loop clients, ``per_client`` requests each (or until ``limit_s``)."""
+    latencies: list[float] = []
+    chars = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + limit_s
+
+    def client(k: int) -> None:
+        with requests.Session() as session:
+            for i in range(per_client):
+                if time.perf_counter() > stop_at:
+                    return
+                body = {"model": model, "prompt": texts[(k * per_client + i) % len(texts)],
+                        "max_new_chars": CHARS, "temperature": 0.8, "seed": k * 1000 + i}
+                started = time.perf_counter()
+                response = session.post(url + "/v1/generate", json=body, timeout=600)
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+                    chars[0] += response.json()["usage"]["generated_chars"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client, k) for k in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 2), "chars_per_s": round(chars[0] / wall),
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3),
+    }
+
+
+# --------------------------------------------------------------------------- engine only
+def engine(path: Path, texts: list[str], steps: int = 200) -> dict:
+    """Characters/s of DecodeBatch alone at batch 1 and 32, and the share of a step in the model."""
+    loaded = load_export(path)
+    out = {}
+    for size, onednn in ((1, True), (1, False), (32, True), (32, False)):
+        torch.backends.mkldnn.enabled = onednn  # the server decodes with oneDNN off (conf/server.yaml)
+        batch = DecodeBatch(loaded)
+        params = SamplingParams(max_new_chars=10**6, temperature=0.8)
+        batch.add([batch.make_row(texts[i % len(texts)], params) for i in range(size)])
+        for _ in range(10):
+            batch.step()
+        model_time = [0.0]
+        original = loaded.model.step
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            result = original(*args, **kwargs)
+            model_time[0] += time.perf_counter() - t
+            return result
+
+        loaded.model.step = timed
+        started = time.perf_counter()
+        for _ in range(steps):
+            batch.step()
+        seconds = time.perf_counter() - started
+        del loaded.model.step
+        out[f"batch{size}" + ("-onednn" if onednn else "")] = {
+            "chars_per_s": round(size * steps / seconds), "ms_per_step": round(1000 * seconds / steps, 2),
+            "model_share": round(model_time[0] / seconds, 2)}
+    torch.backends.mkldnn.enabled = True
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| vocabulary | batching | clients | requests | req/s | chars/s | p50 s | p99 s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['vocab']} ({r['vocab_size']}) | {r['batching']} | {r['clients']} | {r['requests']} | "
+                     f"{r['requests_per_s']} | {r['chars_per_s']:,} | {r['p50_s']} | {r['p99_s']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vocab", nargs="+", default=["shakespeare", "tang"], choices=sorted(CORPORA))
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--requests-per-client", type=int, default=4, help="(1 client: 4x as many)")
+    parser.add_argument("--limit-s", type=float, default=120, help="time limit per level")
+    parser.add_argument("--batching", nargs="*", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--engine", action="store_true", help="also time DecodeBatch alone")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of the server")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)  # the engine timings run as the server does
+
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "processor": platform.processor(), "torch": torch.__version__,
+                                 "server_torch_threads": args.torch_threads},
+                     "chars_per_request": CHARS, "levels": [], "engine": {}}
+    server_log = Path(tempfile.gettempdir()) / "textgen-load-server.log"
+    server_log.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="textgen-load-") as tmp:
+        root = Path(tmp)
+        for vocab in args.vocab:
+            path = build_export(root / "checkpoints", vocab)
+            vocab_size = load_export(path).tokenizer.vocab_size
+            texts = prompts(vocab)
+            if args.engine:
+                results["engine"][vocab] = {"vocab_size": vocab_size, **engine(path, texts)}
+                print(vocab, results["engine"][vocab], flush=True)
+            for batching in args.batching:
+                server = Server(root / "checkpoints", 32 if batching == "on" else 1, server_log, args.torch_threads)
+                try:
+                    run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
+                    for clients in args.clients:
+                        per_client = args.requests_per_client * (4 if clients == 1 else 1)
+                        level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
+                        level.update(vocab=vocab, vocab_size=vocab_size, batching=batching)
+                        results["levels"].append(level)
+                        print(json.dumps(level), flush=True)
+                finally:
+                    server.close()
+    print()
+    print(table(results["levels"]))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
