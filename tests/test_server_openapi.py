@@ -88,7 +88,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_headers_conformance,response_schema_conformance")
 
 
-def test_fuzz_with_schemathesis(server_exports):
+def test_fuzz_with_schemathesis(server_exports, tmp_path):
     """Schemathesis against /openapi.json: no 5xx, every status, media type and body as described."""
     server = LiveServer({"checkpoints": server_exports,
                          "limits": {"max_new_chars": 20, "max_prompt_chars": 200},
@@ -98,7 +98,7 @@ def test_fuzz_with_schemathesis(server_exports):
             [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run",
              server.url + "/openapi.json", "--checks", CHECKS, "--max-examples", "30", "--seed", "1",
              "--generation-database", "none", "--request-timeout", "60", "--no-color", "--workers", "2"],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its caches stay out of the repo
         )
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
     finally:
