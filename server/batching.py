@@ -19,8 +19,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
-
 from textgen.export import LoadedModel
 from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
 
@@ -112,9 +110,8 @@ class Batcher:
         self.queue_length = queue_length
         self.metrics = metrics
         # oneDNN's LSTM kernel costs 1.1-5x the native one per decoding step on CPU (docs/SERVING.md);
-        # the flag is process-wide, so the worker sets it around its own steps and restores it.
-        self.onednn = onednn
-        self.batch = DecodeBatch(loaded, device)
+        # DecodeBatch switches it for its own model calls.
+        self.batch = DecodeBatch(loaded, device, onednn=onednn)
         self._pending: deque[Job] = deque()
         self._cancelled: list[Job] = []
         self._running: set[Job] = set()
@@ -197,15 +194,11 @@ class Batcher:
                     self._gather()
                 cancelled, self._cancelled = self._cancelled, []
                 admitted = self._admit()
-            onednn = torch.backends.mkldnn.enabled
             try:
-                torch.backends.mkldnn.enabled = self.onednn
                 self._work(cancelled, admitted)
             except Exception:  # never let the worker die: fail what it held and start afresh
                 log.exception("batcher %s failed", self.name)
                 self._reset("generation failed (logged on the server)")
-            finally:
-                torch.backends.mkldnn.enabled = onednn
 
     def _gather(self) -> None:
         """An idle model waits ``max_wait_s`` for more requests, so that they start together."""
