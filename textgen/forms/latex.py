@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import re
 import threading
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from textgen.forms.tables import per_tokenizer
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
 
 TEXT, ESCAPE, WORD, BEGIN_NAME, END_NAME, COMMENT = range(6)
@@ -266,17 +266,7 @@ class LatexTables:
         return mask
 
 
-_TABLES: weakref.WeakKeyDictionary[CharTokenizer, LatexTables] = weakref.WeakKeyDictionary()
-_TABLES_LOCK = threading.Lock()
-
-
-def latex_tables(tokenizer: CharTokenizer) -> LatexTables:
-    """The :class:`LatexTables` of ``tokenizer`` (built on first use, then cached)."""
-    with _TABLES_LOCK:
-        tables = _TABLES.get(tokenizer)
-        if tables is None:
-            tables = _TABLES[tokenizer] = LatexTables(tokenizer)
-        return tables
+latex_tables = per_tokenizer(LatexTables)
 
 
 class LatexConstraint:

@@ -16,14 +16,13 @@ the poem has taken (see :mod:`textgen.forms.rhyme`).  Every mask is a precompute
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from textgen.forms.rhyme import GROUPS, rhyme_group
+from textgen.forms.tables import per_tokenizer
 from textgen.tokenizer import CharTokenizer
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
@@ -82,17 +81,7 @@ class TangTables:
         return i is not None and bool(self.han[i])
 
 
-_TABLES: weakref.WeakKeyDictionary[CharTokenizer, TangTables] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
-def tang_tables(tokenizer: CharTokenizer) -> TangTables:
-    """The :class:`TangTables` of ``tokenizer`` (built on first use, then cached)."""
-    with _LOCK:
-        tables = _TABLES.get(tokenizer)
-        if tables is None:
-            tables = _TABLES[tokenizer] = TangTables(tokenizer)
-        return tables
+tang_tables = per_tokenizer(TangTables)
 
 
 @dataclass(frozen=True)
