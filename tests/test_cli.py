@@ -55,7 +55,7 @@ def test_evaluate_reproduces_the_recorded_val_bpc(tiny_shakespeare, tmp_path):
     (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
     val = tmp_path / "val.txt"  # the fixture's own split: data=text splits this text by documents
     val.write_text(load_corpus(CorpusConfig(name="x", path=str(tmp_path / "corpus.txt"))).val, encoding="utf-8")
-    result = json.loads(cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={val}", "json=true").stdout)
+    result = json.loads(cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={val}", "--json").stdout)
     recorded = json.loads((tiny_shakespeare / "metrics.json").read_text())["val_bpc"]
     assert result["bpc"] == pytest.approx(recorded, rel=1e-4)
     assert result["chars"] == len(val.read_text(encoding="utf-8")) and result["chars_per_second"] > 0

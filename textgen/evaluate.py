@@ -45,10 +45,16 @@ def run(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     code = run(cfg)
     if code:
         sys.exit(code)
+
+
+def main() -> None:
+    """Entry point; ``--json`` is accepted as a spelling of ``json=true``."""
+    sys.argv = ["json=true" if arg == "--json" else arg for arg in sys.argv]
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -133,9 +133,9 @@ def sample_tokens(
     drawn = torch.searchsorted(cdf, targets, right=True).clamp_(max=V - 1)[:, 0]  # (B,)
     if truncate:
         drawn = order.gather(1, drawn[:, None])[:, 0]
-        argmax = order[:, 0]
-    else:
-        argmax = logits.argmax(dim=-1)
+    if not bool(greedy.any()):
+        return drawn
+    argmax = order[:, 0] if truncate else logits.argmax(dim=-1)
     return torch.where(greedy, argmax, drawn)
 
 
