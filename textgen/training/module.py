@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch import Tensor
 from torch.optim import Optimizer
 
@@ -86,7 +87,7 @@ class LanguageModelTask(pl.LightningModule):
             shares.append(step / trainer.max_steps)
         max_time = None
         if trainer is not None:
-            timer = next((c for c in trainer.callbacks if type(c).__name__ == "Timer"), None)
+            timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
             max_time = getattr(timer, "_duration", None)
         if max_time:
             shares.append(self.elapsed_seconds() / max_time)
@@ -107,7 +108,7 @@ class LanguageModelTask(pl.LightningModule):
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
-        if isinstance(self.scheduler_factory, Callable) and _is_plateau(self.scheduler_factory):
+        if _is_plateau(self.scheduler_factory):
             scheduler = self.scheduler_factory(optimizer)
             val_every = self.trainer.val_check_interval if isinstance(self.trainer.val_check_interval, int) else 1
             config = {"scheduler": scheduler, "monitor": "val_loss", "interval": "step",
