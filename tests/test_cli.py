@@ -16,7 +16,7 @@ QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.hidde
 
 @pytest.fixture()
 def small_text(tmp_path):
-    path = tmp_path / "small.txt"
+    path = tmp_path / "小文本.txt"  # non-ASCII: Hydra's grammar needs such values quoted
     path.write_text(corpus_file("shakespeare").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
     return path
 
@@ -53,7 +53,7 @@ def test_evaluate_reproduces_the_recorded_val_bpc(tiny_shakespeare, tmp_path):
 
     text = corpus_file("shakespeare").read_text(encoding="utf-8")[: TINY_CORPUS_CHARS["shakespeare"]]
     (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
-    val = tmp_path / "val.txt"  # the fixture's own split: data=text splits this text by documents
+    val = tmp_path / "验证.txt"  # non-ASCII name; the fixture's own split: data=text splits this text by documents
     val.write_text(load_corpus(CorpusConfig(name="x", path=str(tmp_path / "corpus.txt"))).val, encoding="utf-8")
     result = json.loads(cli("evaluate", f"checkpoint={tiny_shakespeare}", f"file={val}", "--json").stdout)
     recorded = json.loads((tiny_shakespeare / "metrics.json").read_text())["val_bpc"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from textgen.cli import command_line
 from textgen.evaluation import evaluate_text
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.tokenizer import TokenizerError
@@ -52,8 +53,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Entry point; ``--json`` is accepted as a spelling of ``json=true``."""
-    sys.argv = ["json=true" if arg == "--json" else arg for arg in sys.argv]
+    """Entry point; ``--json`` is accepted as a spelling of ``json=true``, non-ASCII values as typed."""
+    sys.argv[1:] = command_line(sys.argv[1:])
     _hydra_main()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from textgen.cli import command_line
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FormError, prepare_form
 from textgen.sampling import SamplingError, SamplingParams, generate
@@ -98,19 +99,6 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-def quote_overrides(args: list[str]) -> list[str]:
-    """Quote non-ASCII override values (``title=春日``), which Hydra's grammar refuses unquoted."""
-    quoted = []
-    for arg in args:
-        key, eq, value = arg.partition("=")
-        if eq and not key.startswith("-") and not value.isascii() and value[:1] not in ("'", '"'):
-            body = value.replace("'", "\\'")
-            tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote
-            arg = f"{key}='" + body + "\\" * tail + "'"
-        quoted.append(arg)
-    return quoted
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
 def _main(cfg: DictConfig) -> None:
     code = run(cfg)
@@ -120,7 +108,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Entry point: ``python -m textgen.sample`` / ``textgen-sample``."""
-    sys.argv[1:] = quote_overrides(sys.argv[1:])
+    sys.argv[1:] = command_line(sys.argv[1:])
     _main()
 
 

@@ -24,6 +24,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from textgen.cli import command_line
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.export import export_model, machine_description
 from textgen.models import ModelConfig
@@ -176,7 +177,7 @@ def run(cfg: DictConfig) -> Path | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the val bpc (for sweepers)."""
     try:
         dest = run(cfg)
@@ -189,6 +190,12 @@ def main(cfg: DictConfig) -> float | None:
     from textgen.export import read_metrics
 
     return read_metrics(dest).get("val_bpc")
+
+
+def main() -> None:
+    """Entry point: ``python -m textgen.train`` / ``textgen-train`` (non-ASCII values as typed)."""
+    sys.argv[1:] = command_line(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":
