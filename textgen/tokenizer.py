@@ -9,6 +9,8 @@ incomplete UTF-8 sequence.
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -29,31 +31,50 @@ class TokenizerError(ValueError):
     """A text the tokenizer cannot represent, or a broken tokenizer model."""
 
 
+def _line_pieces(lines: Iterable[str]) -> Iterator[str]:
+    """Lines without their newline, each longer than ``_MAX_SENTENCE_BYTES`` cut into pieces."""
+    for line in lines:
+        line = line.rstrip(NEWLINE)
+        while len(line.encode("utf-8")) > _MAX_SENTENCE_BYTES:
+            cut = _MAX_SENTENCE_BYTES // 4  # at most 4 bytes a character
+            yield line[:cut]
+            line = line[cut:]
+        yield line
+
+
+def reservoir_sample(items: Iterable[str], limit: int, seed: int = 0) -> list[str]:
+    """A uniform random sample of at most ``limit`` items, in one pass, holding ``limit`` at most.
+
+    With ``limit`` or fewer items, all of them in their order.  Beyond that, Li's algorithm L: it
+    draws how many items to skip, so a corpus of millions of lines costs ``limit * log(n / limit)``
+    random numbers, not one per line.
+    """
+    if limit < 1:
+        raise ValueError(f"a sample needs a positive size, got {limit}")
+    rng = random.Random(seed)
+    iterator = iter(items)
+    reservoir = list(itertools.islice(iterator, limit))
+    if len(reservoir) < limit:
+        return reservoir
+    weight = math.exp(math.log(rng.random() or 1e-300) / limit)
+    while True:
+        skip = int(math.log(rng.random() or 1e-300) / math.log1p(-weight)) if weight < 1.0 else 0
+        item = next(itertools.islice(iterator, skip, None), _END)
+        if item is _END:
+            return reservoir
+        reservoir[rng.randrange(limit)] = item
+        weight *= math.exp(math.log(rng.random() or 1e-300) / limit)
+
+
+_END = object()
+
+
 def _training_lines(lines: Iterable[str], limit: int | None, seed: int) -> Iterator[str]:
     """Lines for the trainer: long lines cut into pieces; at most ``limit`` by reservoir sampling."""
-
-    def pieces() -> Iterator[str]:
-        for line in lines:
-            line = line.rstrip(NEWLINE)
-            while len(line.encode("utf-8")) > _MAX_SENTENCE_BYTES:
-                cut = _MAX_SENTENCE_BYTES // 4  # at most 4 bytes a character
-                yield line[:cut]
-                line = line[cut:]
-            yield line
-
     if limit is None:
-        yield from pieces()
+        yield from _line_pieces(lines)
         return
-    rng = random.Random(seed)
-    reservoir: list[str] = []
-    for index, line in enumerate(pieces()):
-        if index < limit:
-            reservoir.append(line)
-        else:
-            slot = rng.randint(0, index)
-            if slot < limit:
-                reservoir[slot] = line
-    yield from reservoir
+    yield from reservoir_sample(_line_pieces(lines), limit, seed)
 
 
 class CharTokenizer:

@@ -9,10 +9,15 @@ The stream is ``[BOS] + ids``.  A window at position ``p`` (``1 <= p``) has
 Training draws windows at every ``stride``-th position in random order; evaluation tiles the stream
 with consecutive windows so that every token is scored exactly once, with the same context a
 generated character would have had.
+
+The ids may be a tensor, a list, or a numpy array or memory map (:mod:`textgen.data.tokens`):
+arrays are never copied, a window reads only its own slice, so a corpus of gigabytes costs no
+memory beyond the pages the windows touch.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -28,7 +33,52 @@ def as_stream(ids: Tensor | list[int]) -> Tensor:
     return torch.cat([torch.tensor([BOS_ID], dtype=torch.long), ids])
 
 
-def window_at(stream: Tensor, p: int, context_chars: int, target_chars: int) -> Window:
+class TokenStream:
+    """``[BOS] + ids`` over a numpy array or memory map, without copying it.
+
+    Slicing (``stream[a:b]``, step 1) gives an int64 tensor of just that range.  Pickling (DataLoader
+    workers, spawned processes) sends a memory map's file name, never its contents.
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids) + 1
+
+    def __getitem__(self, index: slice) -> Tensor:
+        start, stop, _ = index.indices(len(self))
+        if stop <= start:
+            return torch.empty(0, dtype=torch.long)
+        body = torch.from_numpy(np.asarray(self.ids[max(start - 1, 0):stop - 1]).astype(np.int64))
+        if start == 0:
+            body = torch.cat([torch.tensor([BOS_ID], dtype=torch.long), body])
+        return body
+
+    def __getstate__(self) -> dict:
+        ids = self.ids
+        if isinstance(ids, np.memmap) and ids.filename is not None:
+            return {"memmap": (ids.filename, ids.dtype.str, ids.offset, ids.shape)}
+        return {"ids": np.asarray(ids)}
+
+    def __setstate__(self, state: dict) -> None:
+        if "memmap" in state:
+            filename, dtype, offset, shape = state["memmap"]
+            self.ids = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+        else:
+            self.ids = state["ids"]
+
+
+def stream_of(ids: Tensor | np.ndarray | list[int]) -> Tensor | TokenStream:
+    """``[BOS] + ids``: a :class:`TokenStream` view over numpy ids, else an int64 tensor."""
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise ValueError(f"token ids must be 1-D, got shape {ids.shape}")
+        return TokenStream(ids)
+    return as_stream(ids)
+
+
+def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_chars: int) -> Window:
     """The window whose first target is ``stream[p]``; short tails are padded with ``PAD_ID``."""
     C, T = context_chars, target_chars
     ctx = stream[max(0, p - C):p]
@@ -45,8 +95,8 @@ def window_at(stream: Tensor, p: int, context_chars: int, target_chars: int) -> 
 class RandomWindows(Dataset):
     """Every ``stride``-th full window of the stream; shuffle it with the DataLoader's sampler."""
 
-    def __init__(self, ids: Tensor, context_chars: int, target_chars: int, stride: int = 1) -> None:
-        self.stream = as_stream(ids)
+    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int, stride: int = 1) -> None:
+        self.stream = stream_of(ids)
         self.context_chars, self.target_chars, self.stride = context_chars, target_chars, stride
         last = len(self.stream) - target_chars  # the last p whose targets are all real tokens
         if last < 1:
@@ -66,8 +116,8 @@ class RandomWindows(Dataset):
 class TiledWindows(Dataset):
     """Consecutive windows covering every token of the stream once (for validation and evaluation)."""
 
-    def __init__(self, ids: Tensor, context_chars: int, target_chars: int) -> None:
-        self.stream = as_stream(ids)
+    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int) -> None:
+        self.stream = stream_of(ids)
         if len(self.stream) < 2:
             raise ValueError("cannot evaluate an empty text")
         self.context_chars, self.target_chars = context_chars, target_chars
