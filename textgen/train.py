@@ -25,10 +25,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.cli import command_line
-from textgen.data.corpus import CorpusConfig, load_corpus
+from textgen.finetune import prepare_run
 from textgen.export import export_model, machine_description
 from textgen.models import ModelConfig
-from textgen.tokenizer import CharTokenizer
 
 log = logging.getLogger("textgen.train")
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
@@ -82,22 +81,16 @@ def run(cfg: DictConfig) -> Path | None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = cfg.data
-    corpus = load_corpus(CorpusConfig.from_mapping(OmegaConf.to_container(data, resolve=True)))
-    log.info("corpus %s: %s train + %s val characters from %s",
-             corpus.name, f"{len(corpus.train):,}", f"{len(corpus.val):,}", corpus.origin)
-    tick = time.perf_counter()
-    tokenizer = CharTokenizer.train_on_text(corpus.train)
-    train_ids = torch.tensor(tokenizer.encode(corpus.train), dtype=torch.int32)
-    val_ids = torch.tensor(tokenizer.encode(corpus.val), dtype=torch.int32)
-    log.info("tokenizer: %d pieces; %d val characters outside it (byte fallback); %.1f s",
-             tokenizer.vocab_size, tokenizer.byte_fallback_count(corpus.val), time.perf_counter() - tick)
+    # Token ids (memory-mapped for large corpora) and tokenizer; with init_from, the export's.
+    start = prepare_run(cfg)
+    corpus, tokenizer, train_ids, val_ids = start.corpus, start.tokenizer, start.corpus.train_ids, start.corpus.val_ids
     if len(train_ids) <= data.target_chars:
         raise TrainingError(
             f"corpus {corpus.name!r}: the train split has {len(train_ids)} tokens, fewer than one "
             f"window (data.target_chars={data.target_chars}); use a longer text or smaller windows"
         )
     datamodule = WindowDataModule(
-        train_ids.long(), val_ids.long(), data.context_chars, data.target_chars, data.batch_size,
+        train_ids, val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
     )
     if len(datamodule.train_set) < data.batch_size:
@@ -113,6 +106,7 @@ def run(cfg: DictConfig) -> Path | None:
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
+    start.load_weights(task.model)
     log.info("model: %s, %s parameters", model_config, f"{task.model.num_params():,}")
 
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
@@ -164,6 +158,7 @@ def run(cfg: DictConfig) -> Path | None:
         "machine": machine_description(),
         "command": "python -m textgen.train " + " ".join(sys.argv[1:]),
         "run_dir": str(run_dir),
+        **start.metrics,
     }
     dest = Path(to_absolute_path(cfg.export.dir)) / cfg.export.name
     export_model(
