@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from textgen.tokenizer import BOS_ID, PAD_ID
 
@@ -128,3 +128,60 @@ class TiledWindows(Dataset):
 
     def __getitem__(self, index: int) -> Window:
         return window_at(self.stream, 1 + index * self.target_chars, self.context_chars, self.target_chars)
+
+
+#: Up to this many training windows torch's own shuffle is used (the order every earlier run had);
+#: beyond it, torch's ``randperm(n).tolist()`` would cost ~36 bytes a window (a 1 GB corpus: ~30 GB).
+SHUFFLE_IN_MEMORY_MAX = 1 << 23
+
+
+class RandomOrder(Sampler[int]):
+    """Every index of ``range(size)`` once per epoch in a seeded pseudo-random order, in O(1) memory.
+
+    The order is a keyed Feistel permutation of the next power of four (cycle-walking past ``size``),
+    keyed by ``seed`` and the epoch (``set_epoch``, which Lightning calls), so no permutation is
+    ever stored: for corpora of billions of windows where ``shuffle=True`` would not fit in memory.
+    """
+
+    _ROUNDS = 4
+    _MASK64 = (1 << 64) - 1
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError("RandomOrder needs at least one index")
+        self.size, self.seed, self.epoch = size, seed, 0
+        self._half = max(1, ((size - 1).bit_length() + 1) // 2)  # bits per Feistel half
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    @classmethod
+    def _mix(cls, x: int) -> int:  # splitmix64's finaliser
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & cls._MASK64
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & cls._MASK64
+        return x ^ (x >> 31)
+
+    def _permute(self, x: int, keys: list[int]) -> int:
+        half, mask = self._half, (1 << self._half) - 1
+        left, right = x >> half, x & mask
+        for key in keys:
+            left, right = right, left ^ (self._mix(right ^ key) & mask)
+        return (left << half) | right
+
+    def __iter__(self):
+        keys = [self._mix((self.seed * 1_000_003 + self.epoch) * 8 + r + 1) for r in range(self._ROUNDS)]
+        for index in range(self.size):
+            x = self._permute(index, keys)
+            while x >= self.size:  # cycle-walk back into range: still a permutation of range(size)
+                x = self._permute(x, keys)
+            yield x
+
+
+def train_order(dataset: Dataset, seed: int) -> RandomOrder | None:
+    """The sampler for ``dataset``'s training order: None (use ``shuffle=True``) when it is small
+    enough for torch's in-memory permutation, else a :class:`RandomOrder`."""
+    size = len(dataset)
+    return RandomOrder(size, seed) if size > SHUFFLE_IN_MEMORY_MAX else None
