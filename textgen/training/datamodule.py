@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from textgen.data.windows import RandomWindows, TiledWindows
+from textgen.data.windows import RandomWindows, TiledWindows, train_order
 
 
 class WindowDataModule(pl.LightningDataModule):
@@ -45,8 +45,9 @@ class WindowDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          generator=generator, **self._loader_options())
+        order = train_order(self.train_set, self.seed)  # None: few enough windows for torch's shuffle
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=order is None, sampler=order,
+                          drop_last=True, generator=generator, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.val_batch_size, shuffle=False, **self._loader_options())
