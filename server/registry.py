@@ -3,6 +3,11 @@
 A model is loaded on its first request (or at start with ``preload``), then lives in
 ``app.extensions["textgen"].registry`` with its :class:`~server.batching.Batcher`.  A failed load
 is remembered for ``RETRY_FAILED_S`` seconds (503 meanwhile), then tried again.
+
+The folder is rescanned, never cached for good: ``/v1/models`` lists the exports there at the time
+of the request (a new export, e.g. a fine-tuned model, appears without a restart), and a model
+whose files changed since it was loaded (exported again under the same name) is loaded again on
+its next request while the old weights finish the requests they hold.
 """
 
 from __future__ import annotations
@@ -63,6 +68,14 @@ def count_params(path: Path) -> int:
     return total
 
 
+def export_stamp(path: Path) -> int | None:
+    """When an export's files last changed (None if it is not there): a reload is due when it moves."""
+    try:
+        return max((path / CONFIG).stat().st_mtime_ns, (path / WEIGHTS).stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
 class ModelRegistry:
     def __init__(self, settings: ServerSettings, metrics: Metrics) -> None:
         self.root = Path(settings.checkpoints)
@@ -70,7 +83,8 @@ class ModelRegistry:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._batchers: dict[str, Batcher] = {}
-        self._failed: dict[str, tuple[float, str]] = {}
+        self._stamps: dict[str, int | None] = {}  # the files' modification time each batcher was loaded at
+        self._failed: dict[str, tuple[float, str, int | None]] = {}  # when, why, files' stamp
         self._listings: dict[tuple[str, float], Listing | None] = {}  # None: unreadable (logged once)
         self._closed = False
 
@@ -113,37 +127,43 @@ class ModelRegistry:
             validate_name(name)
         except ExportError as error:
             raise UnknownModel(f"unknown model {name!r}") from error
-        batcher = self._batchers.get(name)
-        if batcher is not None:
-            return batcher
         path = self.root / name
+        stamp = export_stamp(path)
+        batcher = self._batchers.get(name)
+        if batcher is not None and self._stamps.get(name) == stamp:
+            return batcher
         if not path.is_dir():
             known = ", ".join(listing.info.name for listing in self.listings()) or "none"
             raise UnknownModel(f"unknown model {name!r} (models: {known})")
         with self._lock:  # one load at a time; a second request for the same model waits for it
             if self._closed:
                 raise ModelUnavailable("the server is shutting down")
-            if name in self._batchers:
+            if name in self._batchers and self._stamps.get(name) == stamp:
                 return self._batchers[name]
             failed = self._failed.get(name)
-            if failed and time.monotonic() - failed[0] < RETRY_FAILED_S:
+            if failed and failed[2] == stamp and time.monotonic() - failed[0] < RETRY_FAILED_S:
                 raise ModelUnavailable(f"model {name!r} failed to load: {failed[1]}")
             try:
                 started = time.perf_counter()
                 loaded = load_export(path, device=self.settings.device)
             except (ExportError, OSError, RuntimeError, ValueError) as error:
                 log.error("model %s failed to load: %s", name, error)
-                self._failed[name] = (time.monotonic(), str(error))
+                self._failed[name] = (time.monotonic(), str(error), stamp)
                 self.metrics.model_loads.labels(model=name, outcome="failed").inc()
                 raise ModelUnavailable(f"model {name!r} failed to load: {error}") from error
             b = self.settings.batching
             batcher = Batcher(name, loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
                               queue_length=b.queue_length, metrics=self.metrics, device=self.settings.device,
                               onednn=self.settings.onednn)
+            old = self._batchers.get(name)
             self._batchers[name] = batcher
+            self._stamps[name] = stamp
             self._failed.pop(name, None)
             self.metrics.model_loads.labels(model=name, outcome="loaded").inc()
-            log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
+            log.info("%s model %s in %.1f s", "reloaded changed" if old else "loaded", name,
+                     time.perf_counter() - started)
+            if old is not None:  # its running and queued requests finish on the old weights
+                threading.Thread(target=old.close, name=f"close-{name}", daemon=True).start()
             return batcher
 
     def preload(self) -> None:
