@@ -146,7 +146,7 @@ def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str
         if is_open:
             if text:
                 yield text, False
-        elif text.strip():
+        elif text and not text.isspace():
             if emitted:
                 yield separator, False
             yield blank + text, True
@@ -160,11 +160,11 @@ def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str
         blank, is_open = "", False
 
     for chunk in chunks:
-        buffer += chunk
-        while (at := buffer.find(separator)) >= 0:
-            yield from add(buffer[:at])
+        documents = (buffer + chunk).split(separator)
+        buffer = documents.pop()  # its end may still grow, or be the start of a separator
+        for document in documents:
+            yield from add(document)
             end()
-            buffer = buffer[at + len(separator):]
         if len(buffer) > keep:
             yield from add(buffer[: len(buffer) - keep])
             buffer = buffer[len(buffer) - keep:]
@@ -278,7 +278,7 @@ class LocalCorpus(CorpusReader):
         for piece, starts in self._pieces():
             chars += len(piece)
             documents += starts
-            nonblank = nonblank or not (piece.isspace() or not piece)
+            nonblank = nonblank or (bool(piece) and not piece.isspace())
         if not nonblank:
             raise CorpusError(f"data.path: {self.path} is empty")
         split = self.config.split
