@@ -33,11 +33,13 @@ SAMPLE_SEEDS = (1, 2, 3)
 
 
 def model_overrides(spec: str, args: argparse.Namespace) -> list[str]:
+    """``lstm``, ``gru-dec`` ...: a cell, ``-dec`` for no encoder; ``name:a=1,b=2`` adds overrides."""
+    spec, _, extra = spec.partition(":")
     cell, _, variant = spec.partition("-")
     overrides = [f"data={args.data}", f"model={cell}", *args.override]
     if variant == "dec":
         overrides.append("model.encoder.layers=0")
-    return overrides
+    return overrides + [item for item in extra.split(",") if item]
 
 
 def calibrate(spec: str, args: argparse.Namespace) -> float:
@@ -75,7 +77,7 @@ def calibrate(spec: str, args: argparse.Namespace) -> float:
 
 
 def run_one(spec: str, args: argparse.Namespace, steps_per_second: float | None) -> dict:
-    name = f"bench-{args.data}-{spec}-{args.minutes}min"
+    name = f"bench-{args.data}-{spec.partition(':')[0]}-{args.minutes}min"
     overrides = [
         *model_overrides(spec, args), f"trainer.val_check_interval={args.val_every}",
         "trainer.enable_progress_bar=false", f"export.dir={args.checkpoints}", f"export.name={name}",
@@ -98,8 +100,9 @@ def run_one(spec: str, args: argparse.Namespace, steps_per_second: float | None)
     started = time.time()
     log_path = Path(args.runs_dir) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     with open(log_path, "w") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     stop.set()
     if code:
         raise SystemExit(f"{spec}: training failed with exit code {code}; see {log_path}")
@@ -134,21 +137,26 @@ def main() -> None:
     parser.add_argument("--calibrate-steps", type=int, default=6)
     parser.add_argument("--wall-clock", action="store_true", help="use trainer.max_time (needs a quiet machine)")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the training runs after calibration")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the training runs (the result does not "
+                        "depend on it, only the wall time: use 1 to run two benchmarks side by side)")
+    parser.add_argument("--steps-per-second", nargs="*", default=[], metavar="RUN=RATE",
+                        help="quiet-machine steps/s measured earlier, instead of calibrating now")
     parser.add_argument("override", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "command": " ".join(sys.argv), "runs": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    speeds = {}
+    speeds = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.steps_per_second)}
     if not args.wall_clock:
-        for spec in args.runs:  # calibrate all first, while the machine is quiet
-            speeds[spec] = calibrate(spec, args)
-            print(f"{spec}: {speeds[spec]:.3f} steps/s on the quiet machine", flush=True)
+        for spec in (s for s in args.runs if s.partition(":")[0] not in speeds):  # calibrate while quiet
+            name = spec.partition(":")[0]
+            speeds[name] = calibrate(spec, args)
+            print(f"{name}: {speeds[name]:.3f} steps/s on the quiet machine", flush=True)
     if args.nice:
         os.nice(args.nice)
     for spec in args.runs:
-        results["runs"].append(run_one(spec, args, speeds.get(spec)))
+        results["runs"].append(run_one(spec, args, speeds.get(spec.partition(":")[0])))
         out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")  # keep partial results
         last = results["runs"][-1]
         print(f"{spec}: val loss {last['val_loss']:.4f} nats, {last['val_bpc']:.4f} bpc, "

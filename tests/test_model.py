@@ -91,3 +91,43 @@ def test_loss_falls_when_training_on_a_tiny_text(encoder_layers):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize("encoder_layers", [0, 1])
+def test_adaptive_softmax_head_is_a_distribution_and_its_loss_matches_it(encoder_layers):
+    model = tiny("lstm", encoder_layers, adaptive_cutoffs=[10, 25])
+    context = torch.randint(4, VOCAB, (2, 7))
+    inputs = torch.randint(4, VOCAB, (2, 9))
+    targets = torch.randint(4, VOCAB, (2, 9))
+    targets[1, -3:] = 3  # padding is ignored by the loss
+    with torch.no_grad():
+        logprobs, _ = model(context, inputs)  # (B, T, V) log-probabilities
+        logits, loss = model(context, inputs, targets)
+        state = model.start(context)
+        first, _ = model.step(inputs[:, 0], state)
+    assert logits is None  # the adaptive loss never builds full logits
+    torch.testing.assert_close(logprobs.exp().sum(-1), torch.ones(2, 9), atol=1e-5, rtol=0)
+    keep = targets != 3
+    expected = -logprobs[keep].gather(1, targets[keep][:, None]).mean()
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(first, logprobs[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_adaptive_cutoffs_are_checked():
+    with pytest.raises(ValueError, match="adaptive_cutoffs"):
+        ModelConfig(vocab_size=VOCAB, adaptive_cutoffs=[30, 20])
+    with pytest.raises(ValueError, match="adaptive_cutoffs"):
+        ModelConfig(vocab_size=VOCAB, adaptive_cutoffs=[VOCAB])
+    with pytest.raises(ValueError, match="tie_weights"):
+        ModelConfig(vocab_size=VOCAB, adaptive_cutoffs=[10], tie_weights=True)
+
+
+def test_attention_residual_keeps_the_decoder_output():
+    plain = tiny("gru", 1, attention_residual=False)
+    residual = tiny("gru", 1)
+    residual.load_state_dict(plain.state_dict())
+    context, inputs = torch.randint(4, VOCAB, (2, 6)), torch.randint(4, VOCAB, (2, 5))
+    with torch.no_grad():
+        state = plain.start(context)
+        out, _ = plain.decoder(plain.embedding(inputs), state.hidden)
+        torch.testing.assert_close(residual._attend(out, state), out + plain._attend(out, state))

@@ -6,7 +6,10 @@ attention writes the continuation one character at a time.
                                    v bridge (linear + tanh)
     inputs (B, T) --embed--> LSTM/GRU x L layers (initial state from the bridge) --> h (B, T, H)
                                                       attention(h, memory) --> c (B, T, 2*He)
-                                                      tanh(W [h; c]) --> head --> logits (B, T, V)
+                                              h + tanh(W [h; c]) --> head --> logits (B, T, V)
+
+The head is a linear layer (optionally tied to the embedding) or, for large vocabularies, an
+adaptive softmax.
 
 ``encoder.layers = 0`` gives a decoder-only char-rnn: there is no memory, and :meth:`start` instead
 "burns in" the context through the decoder itself, so both kinds see the same characters.
@@ -64,6 +67,15 @@ class ModelConfig:
     """Initial LSTM forget-gate bias."""
     orthogonal_init: bool = True
     """Orthogonal initialisation of the recurrent weight matrices."""
+    attention_residual: bool = True
+    """Add the attention output to the decoder output (``h + tanh(W [h; c])``) instead of replacing
+    it: the decoder keeps a direct path to the head, which trains several times faster early on."""
+    adaptive_cutoffs: list[int] = field(default_factory=list)
+    """Token-id cutoffs of an adaptive softmax head (``nn.AdaptiveLogSoftmaxWithLoss``); empty = full
+    softmax. Ids are frequency-ordered after the special and byte pieces, so e.g. ``[1000, 3000]``
+    puts the ~740 commonest Tang characters in the head cluster. For large vocabularies only."""
+    adaptive_div: float = 4.0
+    """Each adaptive tail cluster's projection is ``adaptive_div`` times narrower than the last."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
@@ -78,10 +90,19 @@ class ModelConfig:
             "dropout": 0.0 <= self.dropout < 1.0,
             "encoder.layers": self.encoder.layers >= 0,
             "encoder.hidden": self.encoder.hidden > 0,
+            "adaptive_cutoffs": list(self.adaptive_cutoffs) == sorted(set(self.adaptive_cutoffs))
+            and all(PAD_ID < c < self.vocab_size for c in self.adaptive_cutoffs),
+            "adaptive_div": self.adaptive_div >= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid model config field(s) {bad}: {self}; cell must be one of {sorted(CELLS)}")
+            raise ValueError(
+                f"invalid model config field(s) {bad}: {self}; cell must be one of {sorted(CELLS)}, "
+                "adaptive_cutoffs increasing ids between the special tokens and vocab_size"
+            )
+        if self.adaptive_cutoffs and self.tie_weights:
+            raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
+        self.adaptive_cutoffs = [int(c) for c in self.adaptive_cutoffs]
 
     @property
     def has_encoder(self) -> bool:
@@ -169,7 +190,10 @@ class Seq2SeqLM(nn.Module):
             self.attention_out = nn.Linear(H + 2 * He, H)
         self.decoder = rnn(E, H, num_layers=L, batch_first=True,
                            dropout=config.dropout if L > 1 else 0.0, **extra)
-        if config.tie_weights:
+        if config.adaptive_cutoffs:
+            self.adaptive_head = nn.AdaptiveLogSoftmaxWithLoss(
+                H, config.vocab_size, cutoffs=config.adaptive_cutoffs, div_value=config.adaptive_div)
+        elif config.tie_weights:
             self.head_projection = nn.Linear(H, E)
             self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
         else:
@@ -254,14 +278,21 @@ class Seq2SeqLM(nn.Module):
         return (state.hidden, state.cell) if state.cell is not None else state.hidden
 
     def decode(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Teacher-forced decoding of ``inputs`` (B, T) from ``state``: logits (B, T, V), new state."""
+        """Teacher-forced decoding of ``inputs`` (B, T) from ``state``: logits (B, T, V), new state.
+
+        With an adaptive softmax head the "logits" are log-probabilities (equal up to a constant).
+        """
+        features, state = self._features(inputs, state)
+        return self._head(features), state
+
+    def _features(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """The head's input (B, T, H), after attention and dropout, and the new state."""
         x = self.dropout(self.embedding(inputs))  # (B, T, E)
         out, final = self.decoder(x, self._rnn_state(state))  # (B, T, H)
         h, c = final if isinstance(final, tuple) else (final, None)
         if state.memory is not None:
             out = self._attend(out, state)  # (B, T, H)
-        logits = self._head(self.dropout(out))  # (B, T, V)
-        return logits, replace(state, hidden=h, cell=c)
+        return self.dropout(out), replace(state, hidden=h, cell=c)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One character for every row: ``tokens`` (B,) -> logits (B, V) and the next state."""
@@ -273,9 +304,12 @@ class Seq2SeqLM(nn.Module):
         scores = scores.masked_fill(~state.memory_mask[:, None, :], float("-inf"))
         weights = torch.softmax(scores, dim=-1)  # (B, T, Tc)
         context = weights @ state.memory  # (B, T, 2He)
-        return torch.tanh(self.attention_out(torch.cat([out, context], dim=-1)))  # (B, T, H)
+        attended = torch.tanh(self.attention_out(torch.cat([out, context], dim=-1)))  # (B, T, H)
+        return out + attended if self.config.attention_residual else attended
 
     def _head(self, x: Tensor) -> Tensor:
+        if self.config.adaptive_cutoffs:
+            return self.adaptive_head.log_prob(x.flatten(0, -2)).view(*x.shape[:-1], -1)
         if self.config.tie_weights:
             return self.head_projection(x) @ self.embedding.weight.t() + self.head_bias
         return self.head(x)
@@ -288,9 +322,18 @@ class Seq2SeqLM(nn.Module):
         targets: Tensor | None = None,
         context_lengths: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, T, V) for the continuation, and the mean cross-entropy if ``targets`` given."""
-        logits, _ = self.decode(inputs, self.start(context, context_lengths))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+        """Logits (B, T, V) for the continuation, and the mean cross-entropy if ``targets`` given.
+
+        An adaptive softmax head computes the loss without full logits: it returns ``None`` for them
+        when ``targets`` are given (that is what makes it fast).
+        """
+        features, _ = self._features(inputs, self.start(context, context_lengths))
+        if targets is None:
+            return self._head(features), None
+        if self.config.adaptive_cutoffs:
+            keep = targets.flatten() != PAD_ID
+            out = self.adaptive_head(features.flatten(0, 1)[keep], targets.flatten()[keep])
+            return None, out.loss
+        logits = self._head(features)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
         return logits, loss
