@@ -189,13 +189,13 @@ def _encode_into(reader: CorpusReader, tokenizer: CharTokenizer, sinks: dict[str
     itemsize = ids_dtype(tokenizer.vocab_size).itemsize
     with tqdm(total=reader.chars, unit="char", unit_scale=True, desc=f"tokenize {reader.name}",
               disable=not progress, file=sys.stderr, mininterval=1.0) as bar:
-        for part, data, chars, fallback, text in _encoded(reader, tokenizer, workers):
+        for part, data, chars, fallback, has_text in _encoded(reader, tokenizer, workers):
             sinks[part].write(data)
             entry = stats[part]
             entry["tokens"] += len(data) // itemsize
             entry["chars"] += chars
             entry["byte_fallback"] += fallback
-            nonblank[part] = nonblank[part] or text
+            nonblank[part] = nonblank[part] or has_text
             bar.update(chars)
     for part in PARTS:
         if not nonblank[part]:
