@@ -131,3 +131,10 @@ def test_attention_residual_keeps_the_decoder_output():
         state = plain.start(context)
         out, _ = plain.decoder(plain.embedding(inputs), state.hidden)
         torch.testing.assert_close(residual._attend(out, state), out + plain._attend(out, state))
+
+
+def test_configs_from_before_the_residual_option_keep_their_model():
+    values = ModelConfig(vocab_size=VOCAB).to_dict()
+    del values["attention_residual"]
+    assert ModelConfig.from_dict(values).attention_residual is False
+    assert ModelConfig(vocab_size=VOCAB).attention_residual is True

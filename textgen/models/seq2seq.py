@@ -118,7 +118,8 @@ class ModelConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**values)
+        # Configs written before attention_residual existed describe the non-residual model.
+        return cls(**{"attention_residual": False, **values})
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Plot validation bits per character against training time for the runs of ``train_budget.py``.
+
+    python benchmarks/plot_models.py docs/results/shakespeare-30min*.json --out docs/models-shakespeare.png
+
+Each run's validation points come from its Lightning CSV log (``<run dir>/logs/metrics.csv``).
+The time axis is the step divided by the run's quiet-machine steps/s, i.e. the minutes the same
+steps take on this machine with nothing else running (the budget ``train_budget.py`` applies).
+Needs matplotlib (``pip install -e ".[bench]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from pathlib import Path
+
+
+def run_dir(run: dict) -> Path:
+    """The Hydra run folder named in the run's command (``hydra.run.dir=...``)."""
+    match = re.search(r"hydra\.run\.dir=(\S+)", run["command"])
+    if not match:
+        raise SystemExit(f"{run['run']}: no hydra.run.dir in its command")
+    return Path(match.group(1))
+
+
+def validation_curve(folder: Path) -> list[tuple[int, float]]:
+    """(step, val_bpc) pairs from a run's CSV log, in step order."""
+    points = {}
+    with open(folder / "logs" / "metrics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("val_bpc"):
+                points[int(row["step"])] = float(row["val_bpc"])
+    return sorted(points.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", type=Path, help="JSON files written by train_budget.py")
+    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_argument("--title", default="Validation bits per character against training time")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for path in args.results:
+        for run in json.loads(path.read_text())["runs"]:
+            rate = run.get("quiet_steps_per_second")
+            if not rate:
+                raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
+            curve = validation_curve(run_dir(run))
+            minutes = [step / rate / 60 for step, _ in curve]
+            label = f"{run['run']} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
+            axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)
+    axes.set_xlabel("training minutes on the quiet 2-core machine (steps / quiet steps per s)")
+    axes.set_ylabel("validation bits per character")
+    axes.set_title(args.title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
