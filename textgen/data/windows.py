@@ -17,6 +17,8 @@ memory beyond the pages the windows touch.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -38,22 +40,47 @@ class TokenStream:
 
     Slicing (``stream[a:b]``, step 1) gives an int64 tensor of just that range.  Pickling (DataLoader
     workers, spawned processes) sends a memory map's file name, never its contents.
+
+    The slices of a memory map are read from its file with ``os.pread`` (from the page cache), not
+    through the mapping: reading a mapping at random makes the kernel map the neighbourhood of every
+    window into the process (fault-around and large folios, ~0.9 MB a window measured here), so 200
+    steps of 32 windows grew a 1 GB corpus' resident memory by ~1 GB, and unmapping them again every
+    64 windows cost ~1 ms a window.  ``pread`` costs a few microseconds and maps nothing.
     """
 
     def __init__(self, ids: np.ndarray) -> None:
         self.ids = ids
+        self._file: tuple[str, int] | None = None  # the file name and byte offset of a memory map
+        if isinstance(ids, np.memmap) and ids.filename is not None and ids.flags.c_contiguous:
+            self._file = (str(ids.filename), int(ids.offset))
+        self._fd: int | None = None
+        self._fd_pid = -1
 
     def __len__(self) -> int:
         return len(self.ids) + 1
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """``ids[start:stop]`` (``0 <= start <= stop <= len(ids)``) as a fresh array."""
+        if self._file is None:
+            return np.asarray(self.ids[start:stop])
+        if self._fd is None or self._fd_pid != os.getpid():  # one descriptor per process
+            self._fd, self._fd_pid = os.open(self._file[0], os.O_RDONLY), os.getpid()
+        itemsize = self.ids.dtype.itemsize
+        data = os.pread(self._fd, (stop - start) * itemsize, self._file[1] + start * itemsize)
+        return np.frombuffer(data, dtype=self.ids.dtype)
 
     def __getitem__(self, index: slice) -> Tensor:
         start, stop, _ = index.indices(len(self))
         if stop <= start:
             return torch.empty(0, dtype=torch.long)
-        body = torch.from_numpy(np.asarray(self.ids[max(start - 1, 0):stop - 1]).astype(np.int64))
+        body = torch.from_numpy(self._read(max(start - 1, 0), stop - 1).astype(np.int64))
         if start == 0:
             body = torch.cat([torch.tensor([BOS_ID], dtype=torch.long), body])
         return body
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._fd_pid == os.getpid():
+            os.close(self._fd)
 
     def __getstate__(self) -> dict:
         ids = self.ids
@@ -64,9 +91,9 @@ class TokenStream:
     def __setstate__(self, state: dict) -> None:
         if "memmap" in state:
             filename, dtype, offset, shape = state["memmap"]
-            self.ids = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+            self.__init__(np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape))
         else:
-            self.ids = state["ids"]
+            self.__init__(state["ids"])
 
 
 def stream_of(ids: Tensor | np.ndarray | list[int]) -> Tensor | TokenStream:
