@@ -50,7 +50,8 @@ class LanguageModelTask(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         context, lengths, inputs, targets = batch
         _, loss = self.model(context, inputs, targets, context_lengths=lengths)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # Averaged over ranks under DDP (one scalar all-reduce beside the gradients' own).
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -63,11 +64,15 @@ class LanguageModelTask(pl.LightningModule):
         self._val_chars += chars.double()
 
     def on_validation_epoch_end(self) -> None:
+        # Each rank scored its own shard of the val windows (ShardSampler): the sums add up to the
+        # whole val text, counted once.
         nll = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
         chars = self.trainer.strategy.reduce(self._val_chars, reduce_op="sum")
         loss = (nll / chars.clamp(min=1)).float()
-        self.log("val_loss", loss, prog_bar=True, sync_dist=False)
-        self.log("val_bpc", loss / math.log(2), prog_bar=True, sync_dist=False)
+        # Already equal on every rank: sync_dist averages identical values (exactly) and tells
+        # Lightning the metric is global.
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val_bpc", loss / math.log(2), prog_bar=True, sync_dist=True)
         self.last_val_step = self.global_step
 
     # ----------------------------------------------------------------- budget
