@@ -1,0 +1,149 @@
+"""Crash safety: SIGKILL mid-training, SIGTERM (pre-emption), checkpoints that never load half-written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, cli, corpus_file
+from textgen.export import load_export
+from textgen.train import TrainingError, find_resume_checkpoint
+from textgen.training.checkpointing import AtomicCheckpointIO, is_complete_checkpoint
+
+QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.hidden=32", "model.layers=1",
+         "model.encoder.hidden=16", "data.context_chars=16", "data.target_chars=24", "data.batch_size=8",
+         "data.val_batch_size=64", "data.stride=11", "trainer.val_check_interval=40"]
+MAX_STEPS = 300
+
+
+@pytest.fixture()
+def run_args(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text(corpus_file("shakespeare").read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    return ["data=text", f"data.path={text}", f"export.dir={tmp_path / 'ck'}", "export.name=crash",
+            f"hydra.run.dir={tmp_path / 'run'}", f"trainer.max_steps={MAX_STEPS}", *QUICK]
+
+
+def start_training(tmp_path, args) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "textgen.train", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(path, proc, timeout=180.0):
+    """Wait until ``path`` exists while ``proc`` still runs (fails if the run ends first)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"training ended before {path} appeared:\n{proc.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
+
+
+def saved_step(path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+@pytest.mark.slow
+def test_runs_stopped_by_sigterm_and_killed_by_sigkill_resume_to_the_same_final_step(tmp_path, run_args):
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # SIGTERM (a pre-emption): last.ckpt saved at the step reached, a clean exit, no export yet.
+    proc = start_training(tmp_path, run_args)
+    wait_for(last, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-3000:]
+    stopped_at = saved_step(last)
+    assert 0 < stopped_at < MAX_STEPS
+    assert f"SIGTERM at step {stopped_at} of {MAX_STEPS}: saved {last}; continue with resume=true" in out
+    assert "Traceback" not in out and not (tmp_path / "ck" / "crash").exists()
+
+    # Resumed, then SIGKILL as soon as it has written a checkpoint of its own.
+    proc = start_training(tmp_path, [*run_args, "resume=true"])
+    before = last.stat().st_mtime_ns
+    deadline = time.monotonic() + 180
+    while last.stat().st_mtime_ns == before:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and f"resuming from {last}" in out
+    killed_at = saved_step(last)  # a complete checkpoint, whatever the moment of the kill
+    assert stopped_at < killed_at < MAX_STEPS and not (tmp_path / "ck" / "crash").exists()
+
+    # The same command again: it ends at max_steps, exactly, with an export that loads.
+    cli("train", *run_args, "resume=true", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "ck" / "crash" / "metrics.json").read_text())
+    assert metrics["steps"] == MAX_STEPS and saved_step(last) == MAX_STEPS
+    assert load_export(tmp_path / "ck" / "crash").model.num_params() == metrics["params"]
+
+
+WRITER = """
+import sys, torch
+from textgen.training.checkpointing import AtomicCheckpointIO
+io, state = AtomicCheckpointIO(), {"weights": torch.zeros(4_000_000), "global_step": 0}
+print("ready", flush=True)
+for step in range(1, 10_000):
+    state["weights"].fill_(step); state["global_step"] = step
+    io.save_checkpoint(state, sys.argv[1])
+"""
+
+
+def test_sigkill_during_checkpoint_writes_never_leaves_a_broken_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    for delay in (0.3,):  # more delays, more evidence; one keeps the test short
+        with subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True) as proc:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(delay)  # a 16 MB checkpoint: a kill lands mid-write most of the time
+            proc.kill()
+        if path.exists():
+            state = torch.load(path, weights_only=False)
+            assert bool((state["weights"] == state["global_step"]).all())
+    # A kill mid-write leaves a temporary file beside the checkpoint; the next save clears it.
+    AtomicCheckpointIO().save_checkpoint({"global_step": 0}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 1}, path)
+
+    def broken_save(obj, handle):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
+
+
+def test_resume_skips_a_truncated_checkpoint(tmp_path, caplog):
+    older, newer = tmp_path / "name" / "t1" / "checkpoints", tmp_path / "name" / "t2" / "checkpoints"
+    for folder in (older, newer):
+        folder.mkdir(parents=True)
+    torch.save({"global_step": 10}, older / "last.ckpt")
+    torch.save({"global_step": 20}, newer / "last.ckpt")
+    data = (newer / "last.ckpt").read_bytes()
+    (newer / "last.ckpt").write_bytes(data[: len(data) // 2])  # as a writer killed mid-file would leave it
+    assert not is_complete_checkpoint(newer / "last.ckpt") and is_complete_checkpoint(older / "last.ckpt")
+
+    run_dir = tmp_path / "name" / "t3"
+    assert find_resume_checkpoint(True, run_dir, multirun=False) == str(older / "last.ckpt")
+    assert "skipping" in caplog.text and str(newer / "last.ckpt") in caplog.text
+    with pytest.raises(TrainingError, match="not a complete checkpoint"):
+        find_resume_checkpoint(str(newer / "last.ckpt"), run_dir, multirun=False)
+    # resume=auto: the same search, but a fresh start where there is nothing to continue.
+    assert find_resume_checkpoint("auto", tmp_path / "other" / "t1", multirun=False) is None
+    with pytest.raises(TrainingError, match="no complete last.ckpt"):
+        find_resume_checkpoint(True, tmp_path / "other" / "t1", multirun=False)

@@ -1,0 +1,102 @@
+"""Crash-safe checkpoints: atomic writes, a save on SIGTERM, and a resume that skips broken files.
+
+* :class:`AtomicCheckpointIO` writes every Lightning checkpoint to a temporary file beside its
+  destination, fsyncs it and renames it into place: a process killed at any moment (SIGKILL
+  included) leaves the previous complete ``last.ckpt`` or the new one, never half of one.
+  (Lightning's own writer stages the file in the system temporary folder and *moves* it, which
+  is a copy, not a rename, when that folder is on another file system.)
+* :class:`SaveLastOnStop` saves ``last.ckpt`` when Lightning stops a run on SIGTERM (a cluster
+  pre-empting the job), so ``resume=true`` continues from the step it had reached, and when
+  training ends between two validations.
+* :func:`is_complete_checkpoint` tells a complete checkpoint file from a truncated one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from textgen.atomic import atomic_file
+
+log = logging.getLogger(__name__)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: What a plain ``open(path, "wb")`` would create: 0666 less the umask.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose local writes are atomic (temporary file, fsync, ``os.replace``)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            # Remote storage: Lightning's own transactional writer.
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            # Left by a process killed while writing; only rank 0 writes checkpoints.
+            stale.unlink(missing_ok=True)
+        with atomic_file(path) as handle:
+            torch.save(checkpoint, handle)
+            os.fchmod(handle.fileno(), _FILE_MODE)  # the temporary file is private (0600)
+
+
+class SaveLastOnStop(Callback):
+    """Save ``last.ckpt`` when a run stops between two validations (which write it otherwise).
+
+    * On SIGTERM: Lightning turns the signal into a ``SIGTERMException`` at the end of the current
+      training step (on every rank under DDP); ``on_exception`` runs before the trainer is torn
+      down, so optimizer, schedule, loops and callbacks are saved as in any ``last.ckpt``.
+    * At the end of training (``max_steps`` or ``max_time`` reached off a validation step), so
+      that ``last.ckpt`` holds the final step and resuming a finished run trains nothing again.
+    """
+
+    def __init__(self, filename: str = "last.ckpt") -> None:
+        self.filename = filename
+        #: Where the checkpoint went and at which step, once saved.
+        self.saved_path: str | None = None
+        self.saved_step: int | None = None
+
+    def _save(self, trainer) -> None:
+        checkpoint = trainer.checkpoint_callback
+        folder = getattr(checkpoint, "dirpath", None) or str(Path(trainer.default_root_dir) / "checkpoints")
+        path = str(Path(folder) / self.filename)
+        trainer.save_checkpoint(path, weights_only=False)
+        self.saved_path, self.saved_step = path, trainer.global_step
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.global_step != getattr(pl_module, "last_val_step", None) and not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self._save(trainer)
+            log.info("SIGTERM: saved %s at step %d", self.saved_path, trainer.global_step)
+
+
+def is_complete_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` file (a zip archive with its directory and pickle).
+
+    A file cut short by a crash mid-write lacks the zip's central directory, which comes last.
+    Reading the directory is cheap: nothing is unpickled or loaded.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
