@@ -56,8 +56,8 @@ class _Batches(Dataset):
         return self.batches[index]
 
 
-def model_config(name: str, vocab_size: int) -> ModelConfig:
-    """``conf/model/<cell>.yaml`` with the entry's overrides."""
+def model_config(name: str, vocab_size: int, extra: tuple[str, ...] = ()) -> ModelConfig:
+    """``conf/model/<cell>.yaml`` with the entry's overrides and ``extra`` (``model.*=...``)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -65,7 +65,7 @@ def model_config(name: str, vocab_size: int) -> ModelConfig:
 
     overrides = MODELS[name]
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={overrides['cell']}"])
+        cfg = compose("train", overrides=[f"model={overrides['cell']}", *extra])
     values = OmegaConf.to_container(cfg.model, resolve=True)
     values["encoder"].update(overrides.get("encoder", {}))
     return ModelConfig.from_dict({**values, "vocab_size": vocab_size})
@@ -131,7 +131,7 @@ def time_lightning(model: Seq2SeqLM, vocab_chars: list[int], batches: list, warm
 
 
 def measure_overhead(name: str, tokenizer: CharTokenizer, ids: torch.Tensor, args: argparse.Namespace) -> dict:
-    config = model_config(name, tokenizer.vocab_size)
+    config = model_config(name, tokenizer.vocab_size, tuple(args.set))
     torch.manual_seed(args.seed)
     initial = Seq2SeqLM(config)
     batches = draw_batches(ids, args.warmup + args.steps, args.batch, args.context, args.target, args.seed)
@@ -156,7 +156,7 @@ def measure_overhead(name: str, tokenizer: CharTokenizer, ids: torch.Tensor, arg
 
 def measure_shape(tokenizer: CharTokenizer, ids: torch.Tensor, batch: int, target: int,
                   args: argparse.Namespace) -> dict:
-    config = model_config(args.shape_model, tokenizer.vocab_size)
+    config = model_config(args.shape_model, tokenizer.vocab_size, tuple(args.set))
     torch.manual_seed(args.seed)
     initial = Seq2SeqLM(config)
     batches = draw_batches(ids, args.warmup + args.steps, batch, args.context, target, args.seed)
@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--shape-model", default="lstm", choices=list(MODELS))
     parser.add_argument("--shape-batches", type=int, nargs="*", default=[32, 64, 128])
     parser.add_argument("--shape-targets", type=int, nargs="*", default=[64, 128, 256])
+    parser.add_argument("--set", nargs="*", default=[], metavar="model.KEY=VALUE",
+                        help="Hydra overrides for every model, e.g. 'model.adaptive_cutoffs=[1000,3000]'")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -211,6 +213,7 @@ def main() -> None:
 
     results = {"command": "python " + " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
                "torch": torch.__version__, "threads": torch.get_num_threads(), "corpus": corpus.name,
+               "model_overrides": args.set, "vocab_size": tokenizer.vocab_size,
                "overhead": [], "shapes": []}
     for name in args.models:
         print(f"overhead: {name}", file=sys.stderr, flush=True)

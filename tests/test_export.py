@@ -76,3 +76,20 @@ def test_exports_are_found_by_name_or_path(exported, monkeypatch):
     with pytest.raises(ExportError):
         export_model(path.parent / "x", exported[1], exported[2], name="../evil", corpus="t",
                      context_chars=8, target_chars=8)
+
+
+def test_exports_are_readable_like_any_file_the_user_writes(tmp_path):
+    import os
+    import stat
+
+    from textgen.atomic import atomic_directory, atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "folder") as staging:
+            (staging / "f").write_text("y")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755

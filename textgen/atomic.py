@@ -10,6 +10,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _default_mode(base: int) -> int:
+    """``base`` (0o666 files, 0o777 folders) less the process umask: what ``open``/``mkdir`` give.
+
+    ``mkstemp``/``mkdtemp`` create private (0600/0700) entries; a renamed-in file keeps them, so
+    without this an export written by one user could not be read by a server running as another.
+    """
+    return base & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux shows it without changing it (os.umask must set it to read it: not thread-safe)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -39,6 +61,7 @@ def atomic_file(dest: str | os.PathLike, mode: str = "wb") -> Iterator:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_mode(0o666))
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
     except BaseException:
@@ -71,6 +94,7 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    os.chmod(staging, _default_mode(0o777))
     try:
         yield staging
         for child in staging.iterdir():
