@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 
+#: Keys whose value is free text, never a Hydra list, dict or interpolation: ``prompt=\begin{lemma}``.
+TEXT_KEYS = frozenset({"prompt", "title", "acrostic"})
+
+
 def quote_overrides(args: list[str]) -> list[str]:
-    """Quote non-ASCII override values (``title=春日``), which Hydra's grammar refuses unquoted."""
+    """Quote override values Hydra's grammar would refuse or parse: non-ASCII ones (``title=春日``)
+    and every value of a free-text key (``prompt=\begin{lemma}``, ``prompt=[x]``)."""
     quoted = []
     for arg in args:
         key, eq, value = arg.partition("=")
-        if eq and not key.startswith("-") and not value.isascii() and value[:1] not in ("'", '"'):
+        needs = not value.isascii() or (key in TEXT_KEYS and value != "")
+        if eq and not key.startswith("-") and needs and value[:1] not in ("'", '"'):
             body = value.replace("'", "\\'")
             tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote
             arg = f"{key}='" + body + "\\" * tail + "'"
