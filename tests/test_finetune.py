@@ -78,6 +78,9 @@ def test_finetuning_lowers_bpc_keeps_the_tokenizer_and_leaves_the_source_untouch
     text = workspace["poems"].read_text(encoding="utf-8")
     assert metrics["byte_fallback_chars"] == old_model.tokenizer.byte_fallback_count(text) >= len(UNSEEN)
     assert metrics["init_from_name"] == "tang" and metrics["text_chars"] == len(text)
+    # The source was scored on the new val text before training, as evaluate scores it.
+    assert metrics["source_val_bpc"] == pytest.approx(old_bpc, rel=1e-4)
+    assert metrics["val_bpc"] == pytest.approx(new_bpc, rel=1e-3)
 
     sample = generate(new_model, "春", SamplingParams(max_new_chars=40, seed=1))[0]
     assert len(sample.text) == 40 and "\ufffd" not in sample.text

@@ -59,6 +59,22 @@ class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message names the setting to change."""
 
 
+def validation_bpc(model, datamodule, chars_per_token: list[int]) -> float:
+    """Bits per character of ``model`` on the datamodule's whole validation set (one process)."""
+    from textgen.evaluation import score_batch
+
+    table = torch.tensor(chars_per_token)
+    nll, chars = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            batch_nll, batch_chars = score_batch(model, batch, table)
+            nll, chars = nll + float(batch_nll), chars + int(batch_chars)
+    model.train(was_training)
+    return nll / max(chars, 1) / math.log(2)
+
+
 def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool) -> str | None:
     """The checkpoint to continue from: a given path, or the newest complete ``last.ckpt`` of this name.
 
@@ -141,6 +157,10 @@ def run(cfg: DictConfig) -> Path | None:
     )
     start.load_weights(task.model)
     log.info("model: %s, %s parameters", model_config, f"{task.model.num_params():,}")
+    source_bpc = None
+    if cfg.get("init_from"):
+        source_bpc = validation_bpc(task.model, datamodule, tokenizer.chars_per_token)
+        log.info("before fine-tuning, %s scores %.4f bpc on the new val text", cfg.init_from, source_bpc)
 
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
@@ -180,6 +200,13 @@ def run(cfg: DictConfig) -> Path | None:
     if not trainer.is_global_zero:
         return None
 
+    if source_bpc is not None and best_score >= source_bpc:
+        log.warning(
+            "fine-tuning did not improve on %s: %.4f bpc on the new val text before, %.4f after (best of "
+            "the validations). Try a lower optim.lr, fewer trainer.max_steps, or more frequent "
+            "trainer.val_check_interval; the export keeps the best validated weights",
+            cfg.init_from, source_bpc, best_score,
+        )
     world = trainer.world_size
     chars_seen = trainer.global_step * data.batch_size * data.target_chars * world
     metrics = {
@@ -198,6 +225,7 @@ def run(cfg: DictConfig) -> Path | None:
         "world_size": world,
         "machine": machine_description(),
         "command": "python -m textgen.train " + " ".join(sys.argv[1:]),
+        **({"source_val_bpc": source_bpc} if source_bpc is not None else {}),
         "run_dir": str(run_dir),
         **start.metrics,
     }
