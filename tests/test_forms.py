@@ -26,7 +26,9 @@ from textgen.forms.rhyme import final_of
 from textgen.forms.tang import tang_tables
 from textgen.sampling import SamplingParams, generate
 
-HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Han ideographs: extension A, the basic block, compatibility, and extensions B and later (the corpus
+# has simplified forms such as U+2CE23 that OpenCC writes from extension E).
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
 
 # Every sampling regime the forms must survive.
 REGIMES = [
