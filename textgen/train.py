@@ -116,7 +116,7 @@ def run(cfg: DictConfig) -> Path | None:
     from hydra.utils import instantiate, to_absolute_path
 
     from textgen.sweep import claim_export_name
-    from textgen.training.checkpointing import SaveLastOnStop
+    from textgen.training.checkpointing import SaveLastOnStop, keep_csv_log_history
     from textgen.training.datamodule import WindowDataModule
     from textgen.training.distributed import end_previous_job, multirun_child_command, quiet_other_ranks
     from textgen.training.module import LanguageModelTask
@@ -168,6 +168,7 @@ def run(cfg: DictConfig) -> Path | None:
     ckpt_path = find_resume_checkpoint(cfg.resume, run_dir, multirun)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
+        keep_csv_log_history(logger, ckpt_path, trainer.is_global_zero)
     fit_started = time.perf_counter()
     try:
         with multirun_child_command(trainer, ckpt_path):

@@ -9,10 +9,13 @@
   pre-empting the job), so ``resume=true`` continues from the step it had reached, and when
   training ends between two validations.
 * :func:`is_complete_checkpoint` tells a complete checkpoint file from a truncated one.
+* :func:`keep_csv_log_history` keeps the CSV log's curve up to the checkpoint when a run resumes in
+  the folder it started in.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import zipfile
@@ -100,3 +103,34 @@ def is_complete_checkpoint(path: str | Path) -> bool:
             return any(name.endswith("/data.pkl") for name in archive.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+def keep_csv_log_history(logger: Any, ckpt_path: str | None, is_global_zero: bool) -> int:
+    """Keep a CSV log's rows from before the checkpoint when a run resumes in its own folder.
+
+    Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it opens its folder, so a run
+    resumed where it started (``resume=auto`` in a requeued job, a fixed ``hydra.run.dir``) would
+    lose its curve up to the checkpoint.  The rows logged before the checkpoint's step are written
+    back; later ones are dropped, since those steps are trained again.  Returns the rows kept.
+    """
+    from pytorch_lightning.loggers import CSVLogger
+
+    if not ckpt_path or not is_global_zero or not isinstance(logger, CSVLogger):
+        return 0
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return 0
+    step = int(torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = [{key: _csv_number(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(file)]
+    kept = [row for row in rows if row.get("step", step) < step]  # logged at global_step - 1
+    writer = logger.experiment  # opening the writer deletes the old file
+    writer.metrics = kept
+    writer.save()
+    log.info("resume: kept %d of %d rows of %s (steps before %d)", len(kept), len(rows), path, step)
+    return len(kept)
+
+
+def _csv_number(value: str) -> int | float:
+    return int(value) if value.lstrip("-").isdigit() else float(value)
