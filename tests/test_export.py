@@ -84,12 +84,21 @@ def test_exports_are_readable_like_any_file_the_user_writes(tmp_path):
 
     from textgen.atomic import atomic_directory, atomic_write_text
 
+    tok = CharTokenizer.train_on_text("hello world\n")
+    model = Seq2SeqLM(ModelConfig(vocab_size=tok.vocab_size, embedding=8, hidden=16, layers=1))
     umask = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "a.txt", "x")
         with atomic_directory(tmp_path / "folder") as staging:
             (staging / "f").write_text("y")
+        export = export_model(tmp_path / "export", model, tok, name="perm", corpus="t", context_chars=8,
+                              target_chars=8)
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert stat.S_IMODE(export.stat().st_mode) == 0o755
+    # safetensors writes its file 0600 whatever the umask: the export must not keep that.
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in export.iterdir()} == {
+        name: 0o644 for name in ("config.json", "metrics.json", "model.safetensors", "tokenizer.model",
+                                 "training.yaml")}

@@ -97,8 +97,11 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     os.chmod(staging, _default_mode(0o777))
     try:
         yield staging
+        file_mode = _default_mode(0o666)
         for child in staging.iterdir():
             if child.is_file():
+                # Writers that stage their own temporary file (safetensors' save_file) leave it 0600.
+                os.chmod(child, file_mode)
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
         old = None
