@@ -30,12 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from textgen.data.corpus import CorpusConfig, load_corpus
-from textgen.data.windows import RandomWindows
 from textgen.models import ModelConfig, Seq2SeqLM
 from textgen.tokenizer import PAD_ID, CharTokenizer
+from train_throughput import draw_batches  # benchmarks/ is on sys.path when run as a script
 
 VARIANTS = ("plain", "dec", "enc-replace", "enc")
 
@@ -118,15 +117,8 @@ def main() -> None:
     tokenizer = CharTokenizer.train_on_text(corpus.train)
 
     def batches(text: str, count: int, seed: int) -> list:
-        windows = RandomWindows(torch.tensor(tokenizer.encode(text)), args.context, args.target)
-        loader = DataLoader(windows, batch_size=args.batch, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(seed))
-        out = []
-        for batch in loader:
-            out.append(batch)
-            if len(out) == count:
-                return out
-        raise SystemExit(f"{count} batches of {args.batch} do not fit in the text")
+        ids = torch.tensor(tokenizer.encode(text))
+        return draw_batches(ids, count, args.batch, args.context, args.target, seed)
 
     train, val = batches(corpus.train, args.steps, args.seed), batches(corpus.val, args.val_batches, args.seed + 1)
     results = {"command": "python " + " ".join(sys.argv), "threads": torch.get_num_threads(), "runs": []}
