@@ -2,7 +2,8 @@
 
     python benchmarks/plot_models.py docs/results/shakespeare-30min*.json --out docs/models-shakespeare.png
 
-Each run's validation points come from its Lightning CSV log (``<run dir>/logs/metrics.csv``).
+Each run's validation points are its ``val_curve`` in the JSON (``train_budget.py`` copies it from
+the run's Lightning CSV log), or else that log itself (``<run dir>/logs/metrics.csv``).
 The time axis is the step divided by the run's quiet-machine steps/s, i.e. the minutes the same
 steps take on this machine with nothing else running (the budget ``train_budget.py`` applies).
 Needs matplotlib (``pip install -e ".[bench]"``).
@@ -53,7 +54,7 @@ def main() -> None:
             rate = run.get("quiet_steps_per_second")
             if not rate:
                 raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
-            curve = validation_curve(run_dir(run))
+            curve = run.get("val_curve") or validation_curve(run_dir(run))
             minutes = [step / rate / 60 for step, _ in curve]
             label = f"{run['run']} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
             axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from plot_models import validation_curve  # benchmarks/ is on sys.path when run as a script
 from textgen.export import load_export, read_metrics
 from textgen.sampling import SamplingParams, generate
 
@@ -108,6 +109,7 @@ def run_one(spec: str, args: argparse.Namespace, steps_per_second: float | None)
         raise SystemExit(f"{spec}: training failed with exit code {code}; see {log_path}")
     export = Path(args.checkpoints) / name
     metrics = read_metrics(export)
+    curve = validation_curve(Path(args.runs_dir) / name)
     loaded = load_export(export)
     samples = [
         generate(loaded, "", SamplingParams(max_new_chars=args.sample_chars, temperature=0.8, seed=seed))[0].text
@@ -119,6 +121,7 @@ def run_one(spec: str, args: argparse.Namespace, steps_per_second: float | None)
         "best_step": metrics["best_step"], "chars_seen": metrics["chars_seen"], "params": metrics["params"],
         "train_seconds": metrics["train_seconds"], "wall_seconds": round(time.time() - started, 1),
         "train_chars_per_second": metrics["train_chars_per_second"],
+        "val_curve": curve,
         "load_avg_max": max(loads, default=None), "load_avg_mean": sum(loads) / len(loads) if loads else None,
         "samples": samples,
     }
