@@ -3,7 +3,7 @@ first 20,000 characters of its corpus's validation text (what ``tests/test_shipp
 checks it against).
 
     TEXTGEN_DATA_DIR=../shared/data python benchmarks/ship_checkpoint.py .bench/checkpoints/X \
-        --name shakespeare-lstm
+        --name shakespeare-gru --dtype float16
 
 The export is written again with the same weights, tokenizer, training config and metrics (the
 training command is in ``metrics.json``), stored in ``--dtype`` if given (``float16`` keeps a

@@ -13,7 +13,7 @@ from textgen.sampling import SamplingParams, generate
 SHIPPED = {  # export folder -> the corpus config it was trained on
     "tang-lstm": {"name": "tang", "source": "tang", "ready": {"train": "tang/train.txt", "val": "tang/val.txt"}},
     "stacks-lstm": {"name": "stacks", "source": "stacks", "ready": {"train": "stacks/train.txt", "val": "stacks/val.txt"}},
-    "shakespeare-lstm": {"name": "shakespeare", "source": "shakespeare", "ready": {"raw": "shakespeare/input.txt"}},
+    "shakespeare-gru": {"name": "shakespeare", "source": "shakespeare", "ready": {"raw": "shakespeare/input.txt"}},
 }
 FIRST_CHARS = 20_000
 TOLERANCE = 0.02
