@@ -1,6 +1,6 @@
 """Plot validation bits per character against training time for the runs of ``train_budget.py``.
 
-    python benchmarks/plot_models.py docs/results/shakespeare-30min*.json --out docs/models-shakespeare.png
+    python benchmarks/plot_models.py docs/results/shakespeare-20min-*.json --out docs/models-shakespeare.png
 
 Each run's validation points are its ``val_curve`` in the JSON (``train_budget.py`` copies it from
 the run's Lightning CSV log), or else that log itself (``<run dir>/logs/metrics.csv``).
