@@ -8,7 +8,8 @@ checks it against).
 The export is written again with the same weights, tokenizer, training config and metrics (the
 training command is in ``metrics.json``), stored in ``--dtype`` if given (``float16`` keeps a
 2x512 model under 20 MB); ``metrics.json`` gains ``val_first_20000_bpc``, scored on the weights as
-stored, and, when renamed, ``shipped_from``.
+stored, and, when renamed, ``shipped_from``; ``config.json`` lists the pieces that never occur in
+the corpus's train split (counted now for exports older than that field), which sampling masks.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 from safetensors import safe_open
 
 from textgen.data.corpus import CorpusConfig, load_corpus
+from textgen.data.tokens import pieces_present
 from textgen.evaluation import evaluate_text
 from textgen.export import DTYPES, TRAINING, WEIGHTS, export_model, load_export, read_metrics
 
 FIRST_CHARS = 20_000
 
 
-def validation_text(corpus: str) -> str:
-    """The validation split of a registered corpus, as training saw it."""
+def corpus_splits(corpus: str) -> tuple[str, str]:
+    """The train and validation splits of a registered corpus, as training saw them."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -34,7 +37,8 @@ def validation_text(corpus: str) -> str:
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         data = compose("train", overrides=[f"data={corpus}"]).data
-    return load_corpus(CorpusConfig.from_mapping(OmegaConf.to_container(data, resolve=True))).val
+    loaded = load_corpus(CorpusConfig.from_mapping(OmegaConf.to_container(data, resolve=True)))
+    return loaded.train, loaded.val
 
 
 def stored_dtype(export: Path) -> str:
@@ -58,7 +62,12 @@ def main() -> None:
     # Score the weights as they will be stored: rounded to the shipped dtype, computed in float32.
     loaded.model.load_state_dict({k: v.to(DTYPES[dtype]).float() for k, v in loaded.model.state_dict().items()})
     metrics = read_metrics(args.export)
-    score = evaluate_text(loaded, validation_text(loaded.info.corpus)[:FIRST_CHARS])
+    train, val = corpus_splits(loaded.info.corpus)
+    score = evaluate_text(loaded, val[:FIRST_CHARS])
+    untrained = loaded.info.untrained_pieces  # exports older than the field: count them now
+    if not untrained:
+        ids = np.asarray(loaded.tokenizer.encode(train), dtype=np.int64)
+        untrained = np.flatnonzero(~pieces_present(ids, loaded.tokenizer.vocab_size)).tolist()
     metrics["val_first_20000_bpc"] = round(score.bpc, 5)
     if name != args.export.name:
         metrics["shipped_from"] = args.export.name
@@ -66,10 +75,10 @@ def main() -> None:
     dest = export_model(
         args.checkpoints / name, loaded.model, loaded.tokenizer, name=name, corpus=loaded.info.corpus,
         context_chars=loaded.info.context_chars, target_chars=loaded.info.target_chars,
-        training_config=training, metrics=metrics, dtype=dtype,
+        training_config=training, metrics=metrics, dtype=dtype, untrained_pieces=untrained,
     )
     print(f"shipped {dest} ({dtype}): val bpc {metrics['val_bpc']:.4f}, "
-          f"first {FIRST_CHARS:,} val chars {score.bpc:.4f}")
+          f"first {FIRST_CHARS:,} val chars {score.bpc:.4f}; {len(untrained)} untrained pieces masked")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import TINY_CORPUS_CHARS, TINY_STEPS, cli, corpus_file
+from textgen.export import load_export
 
 pytestmark = pytest.mark.slow
 QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.hidden=32", "model.layers=1",
@@ -34,6 +35,9 @@ def test_export_is_complete_and_recorded(tiny_shakespeare):
     config = json.loads((tiny_shakespeare / "config.json").read_text())
     assert config["model"]["encoder"]["layers"] == 1 and config["window"] == {"context_chars": 32, "target_chars": 48}
     assert f"max_steps: {TINY_STEPS}" in (tiny_shakespeare / "training.yaml").read_text()
+    # Shakespeare is ASCII: none of the 256 UTF-8 byte pieces is ever a training target.
+    byte_pieces = [i for i, b in enumerate(load_export(tiny_shakespeare).tokenizer.byte_values) if b >= 0]
+    assert len(byte_pieces) == 256 and set(byte_pieces) <= set(config["untrained_pieces"])
 
 
 def test_sample_streams_and_is_deterministic_with_a_seed(tiny_shakespeare):

@@ -94,6 +94,28 @@ def test_output_is_always_valid_utf8_with_exact_length(untrained):
         assert sample.finish_reason == "length"
 
 
+def test_pieces_never_seen_in_training_are_never_sampled(untrained, tmp_path):
+    tok = untrained.tokenizer
+    chinese = set("春眠不觉晓，处处闻啼鸟。")
+    masked = [i for i, b in enumerate(tok.byte_values) if b >= 0]
+    masked += [i for i, text in enumerate(tok.pieces) if text in chinese]
+    path = export_model(tmp_path / "masked", untrained.model, tok, name="masked", corpus="test",
+                        context_chars=16, target_chars=12, untrained_pieces=masked)
+    loaded = load_export(path)
+    assert loaded.info.untrained_pieces == sorted(masked)
+    english = set(TEXT) - chinese
+    # An untrained model spreads its probability evenly: without the mask, a third of these
+    # characters would come from byte pieces or Chinese.
+    for sample in generate(loaded, "the", SamplingParams(max_new_chars=80, temperature=1.5, n=8, seed=5)):
+        assert set(sample.text[len("the"):]) <= english, sample.text
+    # A prompt in untrained characters still samples (the mask only narrows the choice).
+    assert generate(loaded, "春眠", SamplingParams(max_new_chars=10, seed=1))[0].generated_chars == 10
+    # Without the field (exports before it), nothing is masked: Chinese comes back.
+    texts = "".join(s.text for s in generate(untrained, "the", SamplingParams(max_new_chars=80, temperature=1.5,
+                                                                             n=8, seed=5)))
+    assert set(texts) & chinese
+
+
 def test_same_seed_same_text_alone_or_batched(untrained):
     params = SamplingParams(max_new_chars=40, seed=11, temperature=1.0, top_k=20)
     alone = generate(untrained, "the", params)[0].text

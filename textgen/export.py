@@ -20,7 +20,7 @@ import json
 import os
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,16 @@ class ExportInfo:
     context_chars: int
     target_chars: int
     created: str
+    untrained_pieces: list[int] = field(default_factory=list)
+    """Token ids that never occur in the training text (byte pieces, mostly): their output weights
+    were never a target, so the sampler does not emit them.  Empty in exports older than this field."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": FORMAT_VERSION, "name": self.name, "corpus": self.corpus,
             "created": self.created, "model": self.model.to_dict(),
             "window": {"context_chars": self.context_chars, "target_chars": self.target_chars},
+            "untrained_pieces": self.untrained_pieces,
         }
 
 
@@ -112,6 +116,7 @@ def export_model(
     training_config: str = "",
     metrics: dict[str, Any] | None = None,
     dtype: str = "float32",
+    untrained_pieces: list[int] | None = None,
 ) -> Path:
     """Write an export folder atomically (replacing an older one of the same name)."""
     validate_name(name)
@@ -120,6 +125,7 @@ def export_model(
     info = ExportInfo(
         name=name, corpus=corpus, model=model.config, context_chars=context_chars,
         target_chars=target_chars, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        untrained_pieces=sorted(int(i) for i in untrained_pieces or []),
     )
     state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
     dest = Path(dest)
@@ -150,6 +156,7 @@ def read_info(path: str | os.PathLike) -> ExportInfo:
             name=raw["name"], corpus=raw["corpus"], model=ModelConfig.from_dict(raw["model"]),
             context_chars=int(raw["window"]["context_chars"]), target_chars=int(raw["window"]["target_chars"]),
             created=raw.get("created", ""),
+            untrained_pieces=[int(i) for i in raw.get("untrained_pieces", [])],
         )
     except ExportError:
         raise

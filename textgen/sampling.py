@@ -269,6 +269,15 @@ class DecodeBatch:
         idle = (~is_byte & ~specials) | (is_byte & leads)
         masks = [idle] + [is_byte & (byte_values >= lo) & (byte_values <= hi) for lo, hi in _CONTINUATIONS]
         self.utf8_masks = torch.stack(masks).to(self.device)  # (1 + ranges, V)
+        # Pieces never seen in training (byte pieces of characters outside the corpus) keep a small
+        # probability a short training run never drove to zero: a Shakespeare model would write
+        # control characters or kana now and then.  None when the export does not say.
+        untrained = loaded.info.untrained_pieces
+        self.trained: Tensor | None = None
+        if untrained:
+            self.trained = torch.ones(V, dtype=torch.bool)
+            self.trained[torch.tensor(untrained, dtype=torch.long)] = False
+            self.trained = self.trained.to(self.device)
         self.rows: list[Row] = []
         self.state: DecoderState | None = None
         self.seen: Tensor | None = None  # (B, V) tokens in each row's prompt and text
@@ -385,6 +394,9 @@ class DecodeBatch:
         if masks:  # one masked AND for all constrained rows
             index = torch.tensor(constrained, device=self.device)
             allowed[index] &= torch.stack(masks).to(self.device)
+        if self.trained is not None:  # a row whose every choice is untrained keeps its choices
+            narrowed = allowed & self.trained
+            allowed = torch.where(narrowed.any(dim=1, keepdim=True), narrowed, allowed)
         logits = logits.masked_fill(~allowed, float("-inf"))
         penalty = torch.tensor([row.params.repetition_penalty for row in rows], device=self.device)
         if bool((penalty != 1.0).any()):

@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
+from textgen.data.tokens import pieces_present
 from textgen.finetune import prepare_run
 from textgen.export import export_model, machine_description
 from textgen.models import ModelConfig
@@ -234,10 +236,16 @@ def run(cfg: DictConfig) -> Path | None:
     if multirun:
         export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
     dest = Path(to_absolute_path(cfg.export.dir)) / export_name
+    untrained = set(np.flatnonzero(~pieces_present(train_ids, tokenizer.vocab_size)).tolist())
+    if start.source is not None and start.source.info.untrained_pieces:
+        untrained &= set(start.source.info.untrained_pieces)  # trained before or now
+    elif start.source is not None:
+        untrained = set()  # an export older than the field: nothing known, nothing masked
     export_model(
         dest, task.model, tokenizer, name=export_name, corpus=corpus.name,
         context_chars=data.context_chars, target_chars=data.target_chars,
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
+        untrained_pieces=sorted(untrained),
     )
     # The run's outcome beside its checkpoints, for sweep summaries (textgen.sweep).
     atomic_write_text(run_dir / "result.json", json.dumps({**metrics, "export": str(dest)}, indent=1) + "\n")
