@@ -21,7 +21,7 @@ import numpy as np
 from safetensors import safe_open
 
 from textgen.data.corpus import CorpusConfig, load_corpus
-from textgen.data.tokens import pieces_present
+from textgen.data.tokens import absent_pieces
 from textgen.evaluation import evaluate_text
 from textgen.export import DTYPES, TRAINING, WEIGHTS, export_model, load_export, read_metrics
 
@@ -66,8 +66,7 @@ def main() -> None:
     score = evaluate_text(loaded, val[:FIRST_CHARS])
     untrained = loaded.info.untrained_pieces  # exports older than the field: count them now
     if not untrained:
-        ids = np.asarray(loaded.tokenizer.encode(train), dtype=np.int64)
-        untrained = np.flatnonzero(~pieces_present(ids, loaded.tokenizer.vocab_size)).tolist()
+        untrained = absent_pieces(np.asarray(loaded.tokenizer.encode(train)), loaded.tokenizer.vocab_size)
     metrics["val_first_20000_bpc"] = round(score.bpc, 5)
     if name != args.export.name:
         metrics["shipped_from"] = args.export.name

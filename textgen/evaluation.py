@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,6 +29,18 @@ def score_batch(model: Seq2SeqLM, batch: Window, chars_per_token: Tensor) -> tup
     nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD_ID, reduction="sum")
     chars = chars_per_token[targets.clamp(min=0)].masked_fill(targets == PAD_ID, 0).sum()
     return nll, chars
+
+
+def score_batches(model: Seq2SeqLM, batches: Iterable[Window], chars_per_token: Tensor) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) and characters of ``batches``, each moved to the device
+    of ``chars_per_token``.  The caller sets eval mode and turns gradients off."""
+    device = chars_per_token.device
+    total_nll, total_chars = 0.0, 0
+    for batch in batches:
+        nll, chars = score_batch(model, [t.to(device) for t in batch], chars_per_token)
+        total_nll += nll.item()
+        total_chars += int(chars.item())
+    return total_nll, total_chars
 
 
 @dataclass
@@ -68,11 +81,7 @@ def evaluate_text(
 
         loader = tqdm(loader, desc="evaluate", unit="batch")
     start = time.perf_counter()
-    total_nll, total_chars = 0.0, 0
-    for batch in loader:
-        nll, chars = score_batch(loaded.model, [t.to(device) for t in batch], table)
-        total_nll += nll.item()
-        total_chars += int(chars.item())
+    total_nll, total_chars = score_batches(loaded.model, loader, table)
     seconds = time.perf_counter() - start
     loss = total_nll / max(total_chars, 1)
     return EvalResult(bpc=loss / math.log(2), loss=loss, chars=total_chars, tokens=len(ids),

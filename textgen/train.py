@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
-from textgen.data.tokens import pieces_present
+from textgen.data.tokens import absent_pieces
 from textgen.finetune import prepare_run
 from textgen.export import export_model, machine_description
 from textgen.models import ModelConfig
@@ -63,16 +62,12 @@ class TrainingError(RuntimeError):
 
 def validation_bpc(model, datamodule, chars_per_token: list[int]) -> float:
     """Bits per character of ``model`` on the datamodule's whole validation set (one process)."""
-    from textgen.evaluation import score_batch
+    from textgen.evaluation import score_batches
 
-    table = torch.tensor(chars_per_token)
-    nll, chars = 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for batch in datamodule.val_dataloader():
-            batch_nll, batch_chars = score_batch(model, batch, table)
-            nll, chars = nll + float(batch_nll), chars + int(batch_chars)
+        nll, chars = score_batches(model, datamodule.val_dataloader(), torch.tensor(chars_per_token))
     model.train(was_training)
     return nll / max(chars, 1) / math.log(2)
 
@@ -236,7 +231,7 @@ def run(cfg: DictConfig) -> Path | None:
     if multirun:
         export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
     dest = Path(to_absolute_path(cfg.export.dir)) / export_name
-    untrained = set(np.flatnonzero(~pieces_present(train_ids, tokenizer.vocab_size)).tolist())
+    untrained = set(absent_pieces(train_ids, tokenizer.vocab_size))
     if start.source is not None and start.source.info.untrained_pieces:
         untrained &= set(start.source.info.untrained_pieces)  # trained before or now
     elif start.source is not None:

@@ -78,13 +78,13 @@ def ids_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
-def pieces_present(ids: np.ndarray, vocab_size: int, chunk: int = 1 << 24) -> np.ndarray:
-    """Which token ids occur in ``ids`` (a bool array of ``vocab_size``), read ``chunk`` ids at a time
-    so that a memory-mapped corpus is never loaded whole."""
+def absent_pieces(ids: np.ndarray, vocab_size: int, chunk: int = 1 << 24) -> list[int]:
+    """The token ids below ``vocab_size`` that never occur in ``ids``, read ``chunk`` ids at a time so
+    that a memory-mapped corpus is never loaded whole."""
     present = np.zeros(vocab_size, dtype=bool)
     for start in range(0, len(ids), chunk):
         present |= np.bincount(np.asarray(ids[start:start + chunk], dtype=np.int64), minlength=vocab_size) > 0
-    return present
+    return np.flatnonzero(~present).tolist()
 
 
 def tokenizer_sha256(tokenizer: CharTokenizer) -> str:

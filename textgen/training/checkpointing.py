@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from textgen.atomic import atomic_file
 
 log = logging.getLogger(__name__)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: What a plain ``open(path, "wb")`` would create: 0666 less the umask.
-_FILE_MODE = 0o666 & ~_umask()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -56,7 +45,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             stale.unlink(missing_ok=True)
         with atomic_file(path) as handle:
             torch.save(checkpoint, handle)
-            os.fchmod(handle.fileno(), _FILE_MODE)  # the temporary file is private (0600)
 
 
 class SaveLastOnStop(Callback):
