@@ -9,6 +9,9 @@ on; the weights do not matter) with a tokenizer trained on the shared corpus (TE
 default ../shared/data), starts the production server (gunicorn, ``server/gunicorn_conf.py``) on
 a loopback port, once with batching (max_batch_size 32) and once without (1), and runs closed-loop
 clients: each sends ``/v1/generate`` for 200 characters, waits for the answer, sends the next.
+``--shipped`` serves the trained exports of ``checkpoints/`` instead (``shakespeare-gru``, ``tang-lstm``):
+the weights then matter a little, since a random model often samples multi-byte pieces.
+``--workers 2`` runs two gunicorn workers, each with its own batcher and one torch thread.
 Bounded: a fixed number of requests per client and a time limit per level; loopback only.
 
 ``--engine`` also measures the decoding engine alone (DecodeBatch, no HTTP): characters/s at
@@ -45,6 +48,7 @@ from textgen.tokenizer import CharTokenizer  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))
 CORPORA = {"shakespeare": "shakespeare/input.txt", "tang": "tang/train.txt"}
+SHIPPED = {"shakespeare": "shakespeare-gru", "tang": "tang-lstm"}  # --shipped: the trained exports in checkpoints/
 CHARS = 200
 
 
@@ -73,11 +77,12 @@ def free_port() -> int:
 class Server:
     """gunicorn with the production config, on a loopback port."""
 
-    def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int) -> None:
+    def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TEXTGEN_CHECKPOINTS": str(checkpoints), "TEXTGEN_MAX_BATCH_SIZE": str(batch_size),
                "TEXTGEN_QUEUE_LENGTH": "256", "TEXTGEN_TORCH_THREADS": str(torch_threads), "TEXTGEN_BIND": f"127.0.0.1:{self.port}", "TEXTGEN_ACCESS_LOG": "",
+               "TEXTGEN_WORKERS": str(workers),
                "PYTHONUNBUFFERED": "1"}
         self.log = open(log, "ab")
         self.process = subprocess.Popen(
@@ -189,27 +194,32 @@ def main() -> None:
     parser.add_argument("--batching", nargs="*", default=["on", "off"], choices=["on", "off"])
     parser.add_argument("--engine", action="store_true", help="also time DecodeBatch alone")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of the server")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own batcher")
+    parser.add_argument("--shipped", action="store_true",
+                        help="serve the trained exports in checkpoints/ instead of random-initialised ones")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)  # the engine timings run as the server does
 
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "processor": platform.processor(), "torch": torch.__version__,
-                                 "server_torch_threads": args.torch_threads},
+                                 "server_torch_threads": args.torch_threads,
+                                 "server_workers": args.workers, "shipped_models": args.shipped},
                      "chars_per_request": CHARS, "levels": [], "engine": {}}
     server_log = Path(tempfile.gettempdir()) / "textgen-load-server.log"
     server_log.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="textgen-load-") as tmp:
         root = Path(tmp)
         for vocab in args.vocab:
-            path = build_export(root / "checkpoints", vocab)
+            path = REPO / "checkpoints" / SHIPPED[vocab] if args.shipped else build_export(root / "checkpoints", vocab)
             vocab_size = load_export(path).tokenizer.vocab_size
             texts = prompts(vocab)
             if args.engine:
                 results["engine"][vocab] = {"vocab_size": vocab_size, **engine(path, texts)}
                 print(vocab, results["engine"][vocab], flush=True)
             for batching in args.batching:
-                server = Server(root / "checkpoints", 32 if batching == "on" else 1, server_log, args.torch_threads)
+                server = Server(path.parent, 32 if batching == "on" else 1, server_log, args.torch_threads,
+                                args.workers)
                 try:
                     run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
                     for clients in args.clients:
