@@ -8,7 +8,8 @@ test's HTTP clients do.  It prints the requests/s against what a static batch of
 would allow (``clients`` / (chars x static step time)), and the share of the wall time spent in
 each part of the worker: the encoder (``_start``: new rows, and rows that re-read their context
 every ``target_chars`` steps), joining (``add``), leaving (``remove``), the model's step, and
-choosing the tokens.  One torch thread, as a server worker.
+choosing the tokens.  One torch thread and the batching settings of ``conf/server.yaml``, as a
+server worker (the queue is made long enough that no client is turned away).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from server.batching import Batcher  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
+from server.settings import load_settings  # noqa: E402
 from textgen.export import load_export  # noqa: E402
 from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
 
@@ -82,7 +84,10 @@ def main() -> None:
     ideal = args.clients / (args.chars * step)
     print(f"static batch of {args.clients}: {1000 * step:.2f} ms a step -> at most {ideal:.2f} requests/s")
 
-    batcher = Batcher("profile", loaded, max_batch_size=32, max_wait_s=0.002, queue_length=256, metrics=Metrics())
+    settings = load_settings()  # conf/server.yaml and its TEXTGEN_* overrides, as a server worker reads them
+    b = settings.batching
+    batcher = Batcher("profile", loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
+                      queue_length=max(b.queue_length, args.clients), metrics=Metrics(), onednn=settings.onednn)
     closed_loop(batcher, args.clients, 1, args.chars)  # warm up
     seconds: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
