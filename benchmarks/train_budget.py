@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -40,7 +41,7 @@ def model_overrides(spec: str, args: argparse.Namespace) -> list[str]:
     overrides = [f"data={args.data}", f"model={cell}", *args.override]
     if variant == "dec":
         overrides.append("model.encoder.layers=0")
-    return overrides + [item for item in extra.split(",") if item]
+    return overrides + [item for item in re.split(r",(?![^\[]*\])", extra) if item]  # not inside [...]
 
 
 def calibrate(spec: str, args: argparse.Namespace) -> float:
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--sample-chars", type=int, default=300)
     parser.add_argument("--checkpoints", default=".bench/checkpoints")
     parser.add_argument("--runs-dir", default=".bench/runs")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="results JSON (required unless --calibrate-only)")
     parser.add_argument("--calibrate-steps", type=int, default=6)
     parser.add_argument("--wall-clock", action="store_true", help="use trainer.max_time (needs a quiet machine)")
     parser.add_argument("--nice", type=int, default=0, help="niceness of the training runs after calibration")
@@ -144,18 +145,25 @@ def main() -> None:
                         "depend on it, only the wall time: use 1 to run two benchmarks side by side)")
     parser.add_argument("--steps-per-second", nargs="*", default=[], metavar="RUN=RATE",
                         help="quiet-machine steps/s measured earlier, instead of calibrating now")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="print each run's quiet-machine steps/s as RUN=RATE (for --steps-per-second) and stop")
     parser.add_argument("override", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    if not args.out and not args.calibrate_only:
+        parser.error("--out is required unless --calibrate-only")
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "command": " ".join(sys.argv), "runs": []}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     speeds = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.steps_per_second)}
     if not args.wall_clock:
         for spec in (s for s in args.runs if s.partition(":")[0] not in speeds):  # calibrate while quiet
             name = spec.partition(":")[0]
             speeds[name] = calibrate(spec, args)
             print(f"{name}: {speeds[name]:.3f} steps/s on the quiet machine", flush=True)
+    if args.calibrate_only:
+        print("--steps-per-second " + " ".join(f"{name}={rate:.4f}" for name, rate in speeds.items()))
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.nice:
         os.nice(args.nice)
     for spec in args.runs:

@@ -85,9 +85,10 @@ def test_multirun_trains_and_exports_each_model(tmp_path, small_text):
     assert len(list((tmp_path / "sweep").glob("*-text-*"))) == 2, result.stdout
 
 
-def test_decoder_only_and_other_cells_train(tmp_path, small_text):
+def test_decoder_only_layer_norm_and_other_cells_train(tmp_path, small_text):
     quick_train(tmp_path, small_text, "model=rnn", "model.encoder.layers=0", "model.tie_weights=true",
-                "trainer.max_steps=4", "optim=sgd", "scheduler=plateau", "trainer.val_check_interval=2")
+                "model.layer_norm=true", "trainer.max_steps=4", "optim=sgd", "scheduler=plateau",
+                "trainer.val_check_interval=2")
     out = cli("sample", f"checkpoint={tmp_path / 'ck' / 'text-rnn-dec'}", "max_new_chars=20", "temperature=0")
     assert len(out.stdout) >= 20
 

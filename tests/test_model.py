@@ -32,8 +32,32 @@ def test_step_by_step_equals_full_forward(cell, encoder_layers):
     torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_padding_a_context_does_not_change_its_result():
-    model = tiny("lstm", 1)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("encoder_layers", [0, 1])
+def test_layer_norm_stack_steps_like_its_forward_and_differs_from_the_fused_rnn(cell, encoder_layers):
+    model = tiny(cell, encoder_layers, layer_norm=True)
+    assert len(model.decoder.layers) == 2 and model.decoder.layers[1].weight_ih_l0.shape[1] == 24
+    context = torch.randint(4, VOCAB, (3, 9))
+    lengths = torch.tensor([9, 5, 1])  # packed burn-in for the decoder-only model
+    inputs = torch.randint(4, VOCAB, (3, 11))
+    with torch.no_grad():
+        full, _ = model(context, inputs, context_lengths=lengths)
+        state = model.start(context, lengths)
+        assert state.hidden.shape == (2, 3, 24)
+        steps = []
+        for t in range(inputs.shape[1]):
+            logits, state = model.step(inputs[:, t], state)
+            steps.append(logits)
+        fused, _ = tiny(cell, encoder_layers)(context, inputs, context_lengths=lengths)
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(full, fused, atol=1e-3)
+    block = model.decoder.layers[1].weight_hh_l0[:24]  # the stack's layers get the orthogonal init too
+    torch.testing.assert_close(block @ block.T, torch.eye(24), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("encoder_layers, extra", [(1, {}), (0, {"layer_norm": True})])
+def test_padding_a_context_does_not_change_its_result(encoder_layers, extra):
+    model = tiny("lstm", encoder_layers, **extra)
     context = torch.randint(4, VOCAB, (1, 5))
     padded = torch.cat([context, torch.full((1, 4), 3)], dim=1)
     inputs = torch.randint(4, VOCAB, (1, 6))

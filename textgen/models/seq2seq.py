@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 PAD_ID = 3  # the tokenizer's padding id; padded targets are ignored by the loss
@@ -70,6 +70,9 @@ class ModelConfig:
     attention_residual: bool = True
     """Add the attention output to the decoder output (``h + tanh(W [h; c])``) instead of replacing
     it: the decoder keeps a direct path to the head, which trains several times faster early on."""
+    layer_norm: bool = False
+    """Run the decoder's layers one at a time with a residual connection and LayerNorm between them
+    (:class:`ResidualNormStack`) instead of one fused multi-layer RNN."""
     adaptive_cutoffs: list[int] = field(default_factory=list)
     """Token-id cutoffs of an adaptive softmax head (``nn.AdaptiveLogSoftmaxWithLoss``); empty = full
     softmax. Ids are frequency-ordered after the special and byte pieces, so e.g. ``[1000, 3000]``
@@ -170,6 +173,43 @@ class DecoderState:
         })
 
 
+class ResidualNormStack(nn.Module):
+    """Stacked recurrent layers with LayerNorm between them and residual connections.
+
+    Layer 0 gives ``LayerNorm(rnn_0(x))``; every layer above it ``LayerNorm(x + rnn_i(dropout(x)))``.
+    Called like a multi-layer ``nn.LSTM``/``nn.GRU`` (batch first, packed input too) and returns the
+    same state shapes, so the model uses it in place of one.
+    """
+
+    def __init__(self, rnn: type[nn.RNNBase], input_size: int, hidden_size: int, num_layers: int,
+                 dropout: float, **extra: Any) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleList(
+            rnn(input_size if i == 0 else hidden_size, hidden_size, batch_first=True, **extra)
+            for i in range(num_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) for _ in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor | PackedSequence, state: Tensor | tuple[Tensor, Tensor] | None = None):
+        packed = isinstance(x, PackedSequence)
+        data = x.data if packed else x
+        finals = []
+        for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
+            layer_state = None if state is None else (
+                tuple(s[i:i + 1] for s in state) if isinstance(state, tuple) else state[i:i + 1])
+            layer_input = data if i == 0 else self.dropout(data)
+            out, final = layer(x._replace(data=layer_input) if packed else layer_input, layer_state)
+            out = out.data if packed else out
+            data = norm(out if i == 0 else data + out)
+            finals.append(final)
+        output = x._replace(data=data) if packed else data
+        if isinstance(finals[0], tuple):
+            return output, tuple(torch.cat(parts) for parts in zip(*finals))
+        return output, torch.cat(finals)
+
+
 class Seq2SeqLM(nn.Module):
     """Bidirectional encoder + attention decoder character language model."""
 
@@ -189,8 +229,11 @@ class Seq2SeqLM(nn.Module):
             self.bridge_cell = nn.Linear(2 * He, L * H) if config.cell == "lstm" else None
             self.attention_key = nn.Linear(2 * He, H, bias=False)
             self.attention_out = nn.Linear(H + 2 * He, H)
-        self.decoder = rnn(E, H, num_layers=L, batch_first=True,
-                           dropout=config.dropout if L > 1 else 0.0, **extra)
+        if config.layer_norm:
+            self.decoder = ResidualNormStack(rnn, E, H, L, config.dropout, **extra)
+        else:
+            self.decoder = rnn(E, H, num_layers=L, batch_first=True,
+                               dropout=config.dropout if L > 1 else 0.0, **extra)
         if config.adaptive_cutoffs:
             self.adaptive_head = nn.AdaptiveLogSoftmaxWithLoss(
                 H, config.vocab_size, cutoffs=config.adaptive_cutoffs, div_value=config.adaptive_div)
@@ -203,7 +246,9 @@ class Seq2SeqLM(nn.Module):
 
     def _init_recurrent(self) -> None:
         gates = {"lstm": 4, "gru": 3, "rnn": 1}[self.config.cell]
-        for module in (m for m in (getattr(self, "encoder", None), self.decoder) if m is not None):
+        stacks = (m for m in (getattr(self, "encoder", None), self.decoder) if m is not None)
+        modules = [layer for m in stacks for layer in (m.layers if isinstance(m, ResidualNormStack) else [m])]
+        for module in modules:
             for name, param in module.named_parameters():
                 if name.startswith("weight_hh") and self.config.orthogonal_init:
                     for block in param.data.chunk(gates, dim=0):
