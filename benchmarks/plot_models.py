@@ -2,6 +2,8 @@
 
     python benchmarks/plot_models.py docs/results/shakespeare-20min-*.json --out docs/models-shakespeare.png
 
+``--table`` also prints the runs as a Markdown table (the tables of docs/MODELS.md).
+
 Each run's validation points are its ``val_curve`` in the JSON (``train_budget.py`` copies it from
 the run's Lightning CSV log), or else that log itself (``<run dir>/logs/metrics.csv``).
 The time axis is the step divided by the run's quiet-machine steps/s, i.e. the minutes the same
@@ -36,12 +38,25 @@ def validation_curve(folder: Path) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
+def markdown_table(runs: list[dict]) -> str:
+    """One row per run: its overrides, size, quiet speed, steps and final validation score."""
+    lines = ["| run | params | quiet steps/s | steps | val loss (nats/char) | val bpc |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for run in runs:
+        lines.append(f"| `{run['run']}` | {run['params']:,} | {run['quiet_steps_per_second']:.3f} | {run['steps']} "
+                     f"| {run['val_loss']:.4f} | {run['val_bpc']:.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", type=Path, help="JSON files written by train_budget.py")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--title", default="Validation bits per character against training time")
+    parser.add_argument("--table", action="store_true", help="also print the runs as a Markdown table")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table([run for path in args.results for run in json.loads(path.read_text())["runs"]]))
 
     import matplotlib
 

@@ -10,9 +10,13 @@ from textgen.evaluation import evaluate_text
 from textgen.export import load_export, read_metrics
 from textgen.sampling import SamplingParams, generate
 
+TANG = {"name": "tang", "source": "tang", "ready": {"train": "tang/train.txt", "val": "tang/val.txt"}}
+STACKS = {"name": "stacks", "source": "stacks", "ready": {"train": "stacks/train.txt", "val": "stacks/val.txt"}}
 SHIPPED = {  # export folder -> the corpus config it was trained on
-    "tang-lstm": {"name": "tang", "source": "tang", "ready": {"train": "tang/train.txt", "val": "tang/val.txt"}},
-    "stacks-lstm": {"name": "stacks", "source": "stacks", "ready": {"train": "stacks/train.txt", "val": "stacks/val.txt"}},
+    "tang-gru": TANG,
+    "tang-lstm": TANG,
+    "stacks-gru": STACKS,
+    "stacks-lstm": STACKS,
     "shakespeare-gru": {"name": "shakespeare", "source": "shakespeare", "ready": {"raw": "shakespeare/input.txt"}},
 }
 FIRST_CHARS = 20_000
