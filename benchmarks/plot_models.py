@@ -71,7 +71,8 @@ def main() -> None:
                 raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
             curve = run.get("val_curve") or validation_curve(run_dir(run))
             minutes = [step / rate / 60 for step, _ in curve]
-            label = f"{run['run']} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
+            name = Path(run["export"]).name.removeprefix("bench-")  # e.g. tang-gru-20min
+            label = f"{name} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
             axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)
     axes.set_xlabel("training minutes on the quiet 2-core machine (steps / quiet steps per s)")
     axes.set_ylabel("validation bits per character")
