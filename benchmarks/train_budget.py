@@ -9,8 +9,9 @@ configuration's training speed is timed on the quiet machine (``--calibrate-step
 steps on real batches, after two warm-up steps), and ``trainer.max_steps`` = budget x steps/s.
 The run then trains exactly the steps a quiet, time-limited run would have reached, so its result
 does not depend on what else the machine does meanwhile (the runs themselves may be niced).
-``--wall-clock`` instead uses ``trainer.max_time`` and needs the machine to itself.  Corpora come
-from ``TEXTGEN_DATA_DIR``.
+``--calibrate-only`` prints the rates and stops, to pass them later as ``--steps-per-second`` (so
+runs started at different times share one quiet calibration).  ``--wall-clock`` instead uses
+``trainer.max_time`` and needs the machine to itself.  Corpora come from ``TEXTGEN_DATA_DIR``.
 """
 
 from __future__ import annotations

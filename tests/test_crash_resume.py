@@ -83,11 +83,14 @@ def test_runs_stopped_by_sigterm_and_killed_by_sigkill_resume_to_the_same_final_
     assert load_export(tmp_path / "ck" / "crash").model.num_params() == metrics["params"]
     # One CSV log across the three processes, in step order, from the first validation (which
     # Lightning's CSVLogger would delete on resume) to the last.  A SIGKILL right after a checkpoint
-    # may lose that validation's row, and a resumed run may validate one step later than 40k - 1.
+    # may lose that validation's row, and a resumed run may log a validation one step later than
+    # 40k - 1, the final one included (seen once, in a CI rehearsal beside two training runs:
+    # [39, 120, ..., 280, 301]).
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     val_steps = [int(row["step"]) for row in rows if row.get("val_bpc")]
-    assert val_steps == sorted(set(val_steps)) and val_steps[0] == 39 and val_steps[-1] == MAX_STEPS, val_steps
+    assert val_steps == sorted(set(val_steps)) and val_steps[0] == 39, val_steps
+    assert val_steps[-1] in (MAX_STEPS, MAX_STEPS + 1), val_steps
     assert len(val_steps) >= MAX_STEPS // 40 - 1, val_steps
     train_steps = [int(row["step"]) for row in rows if row.get("train_loss")]
     assert train_steps == sorted(set(train_steps)) and train_steps[0] < stopped_at, train_steps
