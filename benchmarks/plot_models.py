@@ -55,8 +55,9 @@ def main() -> None:
     parser.add_argument("--title", default="Validation bits per character against training time")
     parser.add_argument("--table", action="store_true", help="also print the runs as a Markdown table")
     args = parser.parse_args()
+    runs = [(path, run) for path in args.results for run in json.loads(path.read_text())["runs"]]
     if args.table:
-        print(markdown_table([run for path in args.results for run in json.loads(path.read_text())["runs"]]))
+        print(markdown_table([run for _, run in runs]))
 
     import matplotlib
 
@@ -64,16 +65,15 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
-    for path in args.results:
-        for run in json.loads(path.read_text())["runs"]:
-            rate = run.get("quiet_steps_per_second")
-            if not rate:
-                raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
-            curve = run.get("val_curve") or validation_curve(run_dir(run))
-            minutes = [step / rate / 60 for step, _ in curve]
-            name = Path(run["export"]).name.removeprefix("bench-")  # e.g. tang-gru-20min
-            label = f"{name} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
-            axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)
+    for path, run in runs:
+        rate = run.get("quiet_steps_per_second")
+        if not rate:
+            raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
+        curve = run.get("val_curve") or validation_curve(run_dir(run))
+        minutes = [step / rate / 60 for step, _ in curve]
+        name = Path(run["export"]).name.removeprefix("bench-")  # e.g. tang-gru-20min
+        label = f"{name} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
+        axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)
     axes.set_xlabel("training minutes on the quiet 2-core machine (steps / quiet steps per s)")
     axes.set_ylabel("validation bits per character")
     axes.set_title(args.title)
