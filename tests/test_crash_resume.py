@@ -82,18 +82,52 @@ def test_runs_stopped_by_sigterm_and_killed_by_sigkill_resume_to_the_same_final_
     assert metrics["steps"] == MAX_STEPS and saved_step(last) == MAX_STEPS
     assert load_export(tmp_path / "ck" / "crash").model.num_params() == metrics["params"]
     # One CSV log across the three processes, in step order, from the first validation (which
-    # Lightning's CSVLogger would delete on resume) to the last.  A SIGKILL right after a checkpoint
-    # may lose that validation's row, and a resumed run may log a validation one step later than
-    # 40k - 1, the final one included (seen once, in a CI rehearsal beside two training runs:
-    # [39, 120, ..., 280, 301]).
-    with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
-        rows = list(csv.DictReader(file))
-    val_steps = [int(row["step"]) for row in rows if row.get("val_bpc")]
-    assert val_steps == sorted(set(val_steps)) and val_steps[0] == 39, val_steps
-    assert val_steps[-1] in (MAX_STEPS, MAX_STEPS + 1), val_steps
-    assert len(val_steps) >= MAX_STEPS // 40 - 1, val_steps
-    train_steps = [int(row["step"]) for row in rows if row.get("train_loss")]
+    # Lightning's CSVLogger would delete on resume) to the last, at the steps of an uninterrupted
+    # run.  A SIGKILL right after a checkpoint may lose that validation's row.
+    val_steps, train_steps = logged_steps(tmp_path / "run")
+    assert val_steps == sorted(set(val_steps)) and val_steps[0] == 39 and val_steps[-1] == MAX_STEPS, val_steps
+    assert set(val_steps) <= {*range(39, MAX_STEPS, 40), MAX_STEPS} and len(val_steps) >= MAX_STEPS // 40 - 1, val_steps
     assert train_steps == sorted(set(train_steps)) and train_steps[0] < stopped_at, train_steps
+
+
+def logged_steps(run_dir) -> tuple[list[int], list[int]]:
+    """The steps of the validation rows and of the training rows in a run's CSV log."""
+    with open(run_dir / "logs" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return ([int(row["step"]) for row in rows if row.get("val_bpc")],
+            [int(row["step"]) for row in rows if row.get("train_loss")])
+
+
+SIGTERM_AT = '''
+import os, signal
+from pytorch_lightning import Callback
+
+class SigtermAt(Callback):
+    """Sends this process a real SIGTERM as the validation at ``step`` ends."""
+    def __init__(self, step):
+        self.step = step
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.global_step == self.step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+
+@pytest.mark.slow
+def test_a_sigterm_right_after_a_validation_resumes_with_the_steps_of_an_uninterrupted_run(tmp_path, run_args):
+    # The moment a pre-emption lands most often under load: the validation has just written
+    # last.ckpt.  Saving it again after Lightning had counted the step made every step logged
+    # after the resume one too high ([39, 80, 120, ..., 301]).
+    (tmp_path / "sigterm_at.py").write_text(SIGTERM_AT, encoding="utf-8")
+    args = [*run_args, "trainer.max_steps=120"]
+    stopped = cli("train", *args, "+callbacks.sigterm._target_=sigterm_at.SigtermAt", "+callbacks.sigterm.step=40",
+                  cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    out = stopped.stdout + stopped.stderr
+    assert "SIGTERM at step 40 of 120" in out and saved_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 40
+    cli("train", *args, "resume=true", cwd=tmp_path)
+    val_steps, train_steps = logged_steps(tmp_path / "run")
+    assert val_steps == [39, 79, 119], val_steps
+    assert train_steps == [24, 49, 74, 99], train_steps
+    assert json.loads((tmp_path / "ck" / "crash" / "metrics.json").read_text())["steps"] == 120
 
 
 WRITER = """

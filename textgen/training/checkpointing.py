@@ -55,6 +55,12 @@ class SaveLastOnStop(Callback):
       down, so optimizer, schedule, loops and callbacks are saved as in any ``last.ckpt``.
     * At the end of training (``max_steps`` or ``max_time`` reached off a validation step), so
       that ``last.ckpt`` holds the final step and resuming a finished run trains nothing again.
+
+    A SIGTERM that lands right after a validation finds ``last.ckpt`` already written at this step
+    by the validation's ``ModelCheckpoint``, and keeps it.  Saving again would record the step as
+    already counted for the loggers (Lightning counts it after the validation), and Lightning, which
+    expects a checkpoint taken at a validated step to predate that count, would count it twice on
+    resume: every row logged after it one step too high.
     """
 
     def __init__(self, filename: str = "last.ckpt") -> None:
@@ -63,10 +69,13 @@ class SaveLastOnStop(Callback):
         self.saved_path: str | None = None
         self.saved_step: int | None = None
 
-    def _save(self, trainer) -> None:
+    def _path(self, trainer) -> str:
         checkpoint = trainer.checkpoint_callback
         folder = getattr(checkpoint, "dirpath", None) or str(Path(trainer.default_root_dir) / "checkpoints")
-        path = str(Path(folder) / self.filename)
+        return str(Path(folder) / self.filename)
+
+    def _save(self, trainer) -> None:
+        path = self._path(trainer)
         trainer.save_checkpoint(path, weights_only=False)
         self.saved_path, self.saved_step = path, trainer.global_step
 
@@ -75,7 +84,16 @@ class SaveLastOnStop(Callback):
             self._save(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
+        if not isinstance(exception, SIGTERMException):
+            return
+        path = self._path(trainer)
+        validated_here = trainer.global_step == getattr(pl_module, "last_val_step", None)
+        # Rank 0 decides (it wrote the file); every rank then saves, or not, together.
+        kept = trainer.strategy.broadcast(validated_here and checkpoint_step(path) == trainer.global_step)
+        if kept:
+            self.saved_path, self.saved_step = path, trainer.global_step
+            log.info("SIGTERM: %s holds step %d, saved by its validation", path, trainer.global_step)
+        else:
             self._save(trainer)
             log.info("SIGTERM: saved %s at step %d", self.saved_path, trainer.global_step)
 
@@ -93,6 +111,13 @@ def is_complete_checkpoint(path: str | Path) -> bool:
         return False
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The ``global_step`` stored in a complete checkpoint file, or None if there is none."""
+    if not is_complete_checkpoint(path):
+        return None
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+
+
 def keep_csv_log_history(logger: Any, ckpt_path: str | None, is_global_zero: bool) -> int:
     """Keep a CSV log's rows from before the checkpoint when a run resumes in its own folder.
 
@@ -108,7 +133,9 @@ def keep_csv_log_history(logger: Any, ckpt_path: str | None, is_global_zero: boo
     path = Path(logger.log_dir) / "metrics.csv"
     if not path.is_file():
         return 0
-    step = int(torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
+    step = checkpoint_step(ckpt_path)
+    if step is None:
+        return 0
     with open(path, newline="", encoding="utf-8") as file:
         rows = [{key: _csv_number(value) for key, value in row.items() if value not in ("", None)}
                 for row in csv.DictReader(file)]
