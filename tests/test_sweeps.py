@@ -62,7 +62,7 @@ def test_a_failed_job_is_a_failed_row_and_the_others_still_run(tmp_path, small_t
     assert [(r["job"], r["status"], r["config"]) for r in rows] == [
         ("0", "failed", "model.dropout=1.5"), ("1", "completed", "model.dropout=0.0")]
     assert "invalid model config field(s) ['dropout']" in rows[0]["error"] and rows[1]["val_bpc"]
-    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["text-lstm"]
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["text-gru"]
 
 
 @pytest.mark.slow
