@@ -93,6 +93,18 @@ def test_decoder_only_layer_norm_and_other_cells_train(tmp_path, small_text):
     assert len(out.stdout) >= 20
 
 
+def test_a_peephole_lstm_trains_exports_and_samples(tmp_path, small_text):
+    quick_train(tmp_path, small_text, "model=lstm", "model.peephole=true", "model.layers=2", "trainer.max_steps=4",
+                "trainer.val_check_interval=2", "export.name=peep")
+    loaded = load_export(tmp_path / "ck" / "peep")
+    assert loaded.model.config.peephole and loaded.model.decoder.weight_co_l1.abs().sum() > 0  # trained, not zero
+    out = cli("sample", f"checkpoint={tmp_path / 'ck' / 'peep'}", "max_new_chars=20", "seed=1")
+    assert len(out.stdout) >= 20
+    result = quick_train(tmp_path, small_text, "model=gru", "model.peephole=true", check=False)
+    assert result.returncode != 0 and "peephole only with cell=lstm" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("setup,args,message", [
     (None, ["data=text", "data.path=/nonexistent/corpus.txt"], "no such file or folder"),
     ("", ["data=text", "data.path={path}"], "is empty"),

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
 from textgen.models import DecoderState, EncoderConfig, ModelConfig, Seq2SeqLM
+from textgen.models.peephole import PeepholeLSTM
 
 VOCAB = 40
 
@@ -162,3 +165,51 @@ def test_configs_from_before_the_residual_option_keep_their_model():
     del values["attention_residual"]
     assert ModelConfig.from_dict(values).attention_residual is False
     assert ModelConfig(vocab_size=VOCAB).attention_residual is True
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_peephole_lstm_with_closed_peepholes_computes_what_nn_lstm_does(packed):
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(5, 7, num_layers=2, batch_first=True)
+    peephole = PeepholeLSTM(5, 7, num_layers=2)
+    missing = peephole.load_state_dict(reference.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(f"weight_{p}_l{k}" for p in ("ci", "cf", "co") for k in (0, 1))
+    x = torch.randn(3, 6, 5)
+    state = (torch.randn(2, 3, 7), torch.randn(2, 3, 7))
+    if packed:  # rows of 6, 2 and 4 steps: each row's final state is the one at its length
+        x = pack_padded_sequence(x, torch.tensor([6, 2, 4]), batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        (want, want_state), (got, got_state) = reference(x, state), peephole(x, state)
+    if packed:
+        want, got = pad_packed_sequence(want, batch_first=True)[0], pad_packed_sequence(got, batch_first=True)[0]
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("encoder_layers", [0, 1])
+def test_a_peephole_decoder_steps_like_its_forward_and_its_peepholes_train(encoder_layers):
+    model = tiny("lstm", encoder_layers, peephole=True)
+    assert isinstance(model.decoder, PeepholeLSTM)
+    torch.testing.assert_close(model.decoder.bias_ih_l0[24:48], torch.ones(24))  # the LSTM init applies
+    context, lengths = torch.randint(4, VOCAB, (3, 9)), torch.tensor([9, 5, 1])
+    inputs = torch.randint(4, VOCAB, (3, 11))
+    with torch.no_grad():
+        closed, _ = model(context, inputs, context_lengths=lengths)
+        for name in ("weight_ci_l0", "weight_cf_l1", "weight_co_l1"):  # open the peepholes
+            getattr(model.decoder, name).normal_()
+        full, _ = model(context, inputs, context_lengths=lengths)
+        state, steps = model.start(context, lengths), []
+        for t in range(inputs.shape[1]):
+            logits, state = model.step(inputs[:, t], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(full, closed, atol=1e-3)  # the open peepholes change the output
+    _, loss = model.train()(context, inputs, torch.randint(4, VOCAB, (3, 11)), context_lengths=lengths)
+    loss.backward()
+    peepholes = [getattr(model.decoder, f"weight_{p}_l{k}") for p in ("ci", "cf", "co") for k in (0, 1)]
+    assert all(weight.grad.abs().sum() > 0 for weight in peepholes)
+
+
+def test_peepholes_are_for_the_lstm_only():
+    with pytest.raises(ValueError, match=r"\['peephole'\].*peephole only with cell=lstm"):
+        ModelConfig(vocab_size=VOCAB, cell="gru", peephole=True)

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from textgen.models.peephole import PeepholeLSTM
+
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 PAD_ID = 3  # the tokenizer's padding id; padded targets are ignored by the loss
 
@@ -73,6 +75,9 @@ class ModelConfig:
     layer_norm: bool = False
     """Run the decoder's layers one at a time with a residual connection and LayerNorm between them
     (:class:`ResidualNormStack`) instead of one fused multi-layer RNN."""
+    peephole: bool = False
+    """LSTM only: a decoder with peephole connections (:class:`PeepholeLSTM`, stepped in Python);
+    the encoder stays a fused bidirectional LSTM."""
     adaptive_cutoffs: list[int] = field(default_factory=list)
     """Token-id cutoffs of an adaptive softmax head (``nn.AdaptiveLogSoftmaxWithLoss``); empty = full
     softmax. Ids are frequency-ordered after the special and byte pieces, so e.g. ``[1000, 3000]``
@@ -96,12 +101,14 @@ class ModelConfig:
             "adaptive_cutoffs": list(self.adaptive_cutoffs) == sorted(set(self.adaptive_cutoffs))
             and all(PAD_ID < c < self.vocab_size for c in self.adaptive_cutoffs),
             "adaptive_div": self.adaptive_div >= 1.0,
+            "peephole": not self.peephole or self.cell == "lstm",
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"invalid model config field(s) {bad}: {self}; cell must be one of {sorted(CELLS)}, "
-                "adaptive_cutoffs increasing ids between the special tokens and vocab_size"
+                "adaptive_cutoffs increasing ids between the special tokens and vocab_size, "
+                "peephole only with cell=lstm"
             )
         if self.adaptive_cutoffs and self.tie_weights:
             raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
@@ -181,7 +188,7 @@ class ResidualNormStack(nn.Module):
     same state shapes, so the model uses it in place of one.
     """
 
-    def __init__(self, rnn: type[nn.RNNBase], input_size: int, hidden_size: int, num_layers: int,
+    def __init__(self, rnn: type[nn.Module], input_size: int, hidden_size: int, num_layers: int,
                  dropout: float, **extra: Any) -> None:
         super().__init__()
         self.hidden_size = hidden_size
@@ -229,11 +236,12 @@ class Seq2SeqLM(nn.Module):
             self.bridge_cell = nn.Linear(2 * He, L * H) if config.cell == "lstm" else None
             self.attention_key = nn.Linear(2 * He, H, bias=False)
             self.attention_out = nn.Linear(H + 2 * He, H)
+        decoder_rnn = PeepholeLSTM if config.peephole else rnn
         if config.layer_norm:
-            self.decoder = ResidualNormStack(rnn, E, H, L, config.dropout, **extra)
+            self.decoder = ResidualNormStack(decoder_rnn, E, H, L, config.dropout, **extra)
         else:
-            self.decoder = rnn(E, H, num_layers=L, batch_first=True,
-                               dropout=config.dropout if L > 1 else 0.0, **extra)
+            self.decoder = decoder_rnn(E, H, num_layers=L, batch_first=True,
+                                       dropout=config.dropout if L > 1 else 0.0, **extra)
         if config.adaptive_cutoffs:
             self.adaptive_head = nn.AdaptiveLogSoftmaxWithLoss(
                 H, config.vocab_size, cutoffs=config.adaptive_cutoffs, div_value=config.adaptive_div)
