@@ -8,7 +8,8 @@ checks it against).
 The export is written again with the same weights, tokenizer, training config and metrics (the
 training command is in ``metrics.json``), stored in ``--dtype`` if given (``float16`` keeps a
 2x512 model under 20 MB); ``metrics.json`` gains ``val_first_20000_bpc``, scored on the weights as
-stored, and, when renamed, ``shipped_from``; ``config.json`` lists the pieces that never occur in
+stored, ``"shipped": true`` (so that training never writes over it), and, when renamed,
+``shipped_from``; ``config.json`` lists the pieces that never occur in
 the corpus's train split (counted now for exports older than that field), which sampling masks.
 """
 
@@ -23,7 +24,7 @@ from safetensors import safe_open
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.data.tokens import absent_pieces
 from textgen.evaluation import evaluate_text
-from textgen.export import DTYPES, TRAINING, WEIGHTS, export_model, load_export, read_metrics
+from textgen.export import DTYPES, SHIPPED, TRAINING, WEIGHTS, export_model, load_export, read_metrics
 
 FIRST_CHARS = 20_000
 
@@ -68,6 +69,7 @@ def main() -> None:
     if not untrained:
         untrained = absent_pieces(np.asarray(loaded.tokenizer.encode(train)), loaded.tokenizer.vocab_size)
     metrics["val_first_20000_bpc"] = round(score.bpc, 5)
+    metrics[SHIPPED] = True
     if name != args.export.name:
         metrics["shipped_from"] = args.export.name
     training = (args.export / TRAINING).read_text(encoding="utf-8")

@@ -93,6 +93,20 @@ def test_decoder_only_layer_norm_and_other_cells_train(tmp_path, small_text):
     assert len(out.stdout) >= 20
 
 
+def test_training_never_replaces_a_shipped_model(tmp_path, small_text):
+    quick_train(tmp_path, small_text, "trainer.max_steps=2", "export.name=mine")
+    shipped = tmp_path / "ck" / "mine"
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    (shipped / "metrics.json").write_text(json.dumps({**metrics, "shipped": True}))  # as ship_checkpoint.py marks
+    weights = (shipped / "model.safetensors").read_bytes()
+    result = quick_train(tmp_path, small_text, "trainer.max_steps=2", "export.name=mine")
+    assert (shipped / "model.safetensors").read_bytes() == weights
+    assert f"{shipped} is a shipped model, which training never replaces: this run will export as mine-1" in (
+        result.stdout + result.stderr)
+    assert load_export(tmp_path / "ck" / "mine-1").info.name == "mine-1"
+    assert not json.loads((tmp_path / "ck" / "mine-1" / "metrics.json").read_text()).get("shipped")
+
+
 def test_a_peephole_lstm_trains_exports_and_samples(tmp_path, small_text):
     quick_train(tmp_path, small_text, "model=lstm", "model.peephole=true", "model.layers=2", "trainer.max_steps=4",
                 "trainer.val_check_interval=2", "export.name=peep")

@@ -7,7 +7,7 @@ import pytest
 from conftest import DATA_DIR, REPO
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.evaluation import evaluate_text
-from textgen.export import load_export, read_metrics
+from textgen.export import is_shipped, load_export, read_metrics
 from textgen.sampling import SamplingParams, generate
 
 TANG = {"name": "tang", "source": "tang", "ready": {"train": "tang/train.txt", "val": "tang/val.txt"}}
@@ -37,6 +37,7 @@ def test_shipped_export_is_small_and_records_how_it_was_trained(shipped):
     metrics = read_metrics(loaded.path)
     assert metrics["command"].startswith("python -m textgen.train")
     assert metrics["steps"] > 0 and 0 < metrics["val_bpc"] < 8
+    assert is_shipped(loaded.path)  # so that training never writes over it
 
 
 def test_shipped_export_samples(shipped):

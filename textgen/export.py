@@ -41,6 +41,7 @@ WEIGHTS, TOKENIZER, CONFIG, TRAINING, METRICS = (
 REQUIRED = (WEIGHTS, TOKENIZER, CONFIG)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SHIPPED = "shipped"  # metrics.json key marking the models that ship in checkpoints/
 
 
 class ExportError(ValueError):
@@ -170,6 +171,23 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
         return json.loads((Path(path) / METRICS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def is_shipped(path: str | os.PathLike) -> bool:
+    """Whether the export at ``path`` is one of textgen's shipped models (``"shipped": true`` in its
+    ``metrics.json``, set by ``benchmarks/ship_checkpoint.py``)."""
+    return read_metrics(path).get(SHIPPED) is True
+
+
+def unshipped_export_name(export_dir: str | os.PathLike, name: str) -> str:
+    """``name``, or ``name-1``, ``name-2`` ... when ``<export_dir>/<name>`` is a shipped model: training
+    never replaces one (``python -m textgen.train data=tang model=gru`` would otherwise write over
+    ``checkpoints/tang-gru``).  Any other export of the name is replaced, as a re-run expects."""
+    candidate, number = name, 0
+    while is_shipped(Path(export_dir) / candidate):
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
 
 
 def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:

@@ -29,7 +29,7 @@ from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
 from textgen.data.tokens import absent_pieces
 from textgen.finetune import prepare_run
-from textgen.export import export_model, machine_description
+from textgen.export import export_model, machine_description, unshipped_export_name
 from textgen.models import ModelConfig
 
 log = logging.getLogger("textgen.train")
@@ -125,6 +125,11 @@ def run(cfg: DictConfig) -> Path | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    export_dir = Path(to_absolute_path(cfg.export.dir))
+    if unshipped_export_name(export_dir, cfg.export.name) != cfg.export.name:
+        log.warning("%s is a shipped model, which training never replaces: this run will export as %s "
+                    "(export.name=... picks a name)", export_dir / cfg.export.name,
+                    unshipped_export_name(export_dir, cfg.export.name))
 
     data = cfg.data
     # Token ids (memory-mapped for large corpora) and tokenizer; with init_from, the export's.
@@ -230,7 +235,8 @@ def run(cfg: DictConfig) -> Path | None:
     export_name = cfg.export.name
     if multirun:
         export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
-    dest = Path(to_absolute_path(cfg.export.dir)) / export_name
+    export_name = unshipped_export_name(export_dir, export_name)
+    dest = export_dir / export_name
     untrained = set(absent_pieces(train_ids, tokenizer.vocab_size))
     if start.source is not None and start.source.info.untrained_pieces:
         untrained &= set(start.source.info.untrained_pieces)  # trained before or now
