@@ -88,10 +88,12 @@ def test_finetuning_lowers_bpc_keeps_the_tokenizer_and_leaves_the_source_untouch
 
 def test_an_architecture_override_that_contradicts_the_export_fails_before_training(workspace):
     started = time.monotonic()
-    result = finetune(workspace, "model.hidden=64", "model=gru", "export.name=wrong", check=False)
+    result = finetune(workspace, "model.hidden=64", "model=lstm", "model.peephole=true", "export.name=wrong",
+                      check=False)
     assert result.returncode == 2
     assert "model.hidden=64 (the export has 48)" in result.stderr  # (printed as error: ...)
-    assert "model.cell=gru (the export has lstm)" in result.stderr
+    assert "model.cell=lstm (the export has gru)" in result.stderr
+    assert "model.peephole=True (the export has False)" in result.stderr
     assert not (workspace["checkpoints"] / "wrong").exists()
     assert time.monotonic() - started < 60  # no training happened (a run takes longer)
 

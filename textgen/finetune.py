@@ -34,8 +34,8 @@ from textgen.tokenizer import CharTokenizer
 log = logging.getLogger("textgen.train")
 
 #: Model fields that shape the weights: an export's values are final.
-ARCHITECTURE = ("cell", "embedding", "hidden", "layers", "tie_weights", "encoder.layers", "encoder.hidden",
-                "vocab_size")
+ARCHITECTURE = ("cell", "embedding", "hidden", "layers", "tie_weights", "layer_norm", "peephole",
+                "adaptive_cutoffs", "encoder.layers", "encoder.hidden", "vocab_size")
 #: Window fields taken from the export unless given on the command line.
 WINDOWS = ("context_chars", "target_chars")
 
