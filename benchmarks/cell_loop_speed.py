@@ -1,11 +1,11 @@
-"""What a custom recurrent cell would cost: torch's fused nn.LSTM against an nn.LSTMCell stepped in Python.
+"""What a custom recurrent cell costs: torch's fused nn.LSTM against an nn.LSTMCell stepped in
+Python and textgen's PeepholeLSTM (``model.peephole=true``), whose gates are written out in Python.
 
     python benchmarks/cell_loop_speed.py --threads 1
 
-Variants such as a peephole LSTM have no fused kernel in torch; they would run as a cell stepped
-once per character, like the ``nn.LSTMCell`` loop timed here.  Prints the seconds of one forward
-and backward pass of each over a decoder-sized batch, alternating the two so that both see the
-same machine load.
+Variants such as a peephole LSTM have no fused kernel in torch; they run as a cell stepped once per
+character.  Prints the seconds of one forward and backward pass of each over a decoder-sized
+batch, taking turns so that all see the same machine load.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import argparse
 import time
 
 import torch
+
+from textgen.models.peephole import PeepholeLSTM
 
 
 def main() -> None:
@@ -31,6 +33,7 @@ def main() -> None:
     torch.manual_seed(0)
     inputs = torch.randn(args.steps, args.batch, args.input)
     fused, cell = torch.nn.LSTM(args.input, args.hidden), torch.nn.LSTMCell(args.input, args.hidden)
+    peephole = PeepholeLSTM(args.input, args.hidden)
 
     def run_fused() -> None:
         outputs, _ = fused(inputs)
@@ -44,8 +47,13 @@ def main() -> None:
             outputs.append(hidden)
         torch.stack(outputs).sum().backward()
 
+    def run_peephole() -> None:
+        outputs, _ = peephole(inputs.transpose(0, 1))  # batch first
+        outputs.sum().backward()
+
+    runs = (("fused nn.LSTM", run_fused), ("nn.LSTMCell loop", run_cell), ("PeepholeLSTM", run_peephole))
     for _ in range(args.rounds):
-        for name, run in (("fused nn.LSTM", run_fused), ("nn.LSTMCell loop", run_cell)):
+        for name, run in runs:
             run()  # warm-up
             started = time.perf_counter()
             for _ in range(args.repeats):

@@ -65,7 +65,9 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
-    for path, run in runs:
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ("-", "--", ":", "-.")  # past the colour cycle, the next lines are dashed, then dotted
+    for number, (path, run) in enumerate(runs):
         rate = run.get("quiet_steps_per_second")
         if not rate:
             raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
@@ -73,7 +75,9 @@ def main() -> None:
         minutes = [step / rate / 60 for step, _ in curve]
         name = Path(run["export"]).name.removeprefix("bench-")  # e.g. tang-gru-20min
         label = f"{name} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
-        axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label)
+        axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label,
+                  color=colours[number % len(colours)],
+                  linestyle=styles[number // len(colours) % len(styles)])
     axes.set_xlabel("training minutes on the quiet 2-core machine (steps / quiet steps per s)")
     axes.set_ylabel("validation bits per character")
     axes.set_title(args.title)
