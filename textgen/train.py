@@ -126,10 +126,10 @@ def run(cfg: DictConfig) -> Path | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     export_dir = Path(to_absolute_path(cfg.export.dir))
-    if unshipped_export_name(export_dir, cfg.export.name) != cfg.export.name:
+    export_name = unshipped_export_name(export_dir, cfg.export.name)
+    if export_name != cfg.export.name:
         log.warning("%s is a shipped model, which training never replaces: this run will export as %s "
-                    "(export.name=... picks a name)", export_dir / cfg.export.name,
-                    unshipped_export_name(export_dir, cfg.export.name))
+                    "(export.name=... picks a name)", export_dir / cfg.export.name, export_name)
 
     data = cfg.data
     # Token ids (memory-mapped for large corpora) and tokenizer; with init_from, the export's.
@@ -232,10 +232,8 @@ def run(cfg: DictConfig) -> Path | None:
         "run_dir": str(run_dir),
         **start.metrics,
     }
-    export_name = cfg.export.name
-    if multirun:
+    if multirun:  # the jobs of a sweep claim names from the unshipped one, so they never collide
         export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
-    export_name = unshipped_export_name(export_dir, export_name)
     dest = export_dir / export_name
     untrained = set(absent_pieces(train_ids, tokenizer.vocab_size))
     if start.source is not None and start.source.info.untrained_pieces:
