@@ -64,7 +64,8 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    many = len(runs) > 8  # then the legend goes below the axes, where it hides no curve
+    figure, axes = plt.subplots(figsize=(8, 5 + 0.22 * len(runs) if many else 5), dpi=120)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ("-", "--", ":", "-.")  # past the colour cycle, the next lines are dashed, then dotted
     for number, (path, run) in enumerate(runs):
@@ -82,7 +83,10 @@ def main() -> None:
     axes.set_ylabel("validation bits per character")
     axes.set_title(args.title)
     axes.grid(alpha=0.3)
-    axes.legend()
+    if many:
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize="small")
+    else:
+        axes.legend()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(args.out)
