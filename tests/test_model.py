@@ -18,6 +18,15 @@ def tiny(cell: str, encoder_layers: int, **extra) -> Seq2SeqLM:
     return Seq2SeqLM(config).eval()
 
 
+def step_by_step(model: Seq2SeqLM, context, lengths, inputs) -> torch.Tensor:
+    """Logits (B, T, V) from ``start`` and one ``step`` per input character, as sampling runs."""
+    state, steps = model.start(context, lengths), []
+    for t in range(inputs.shape[1]):
+        logits, state = model.step(inputs[:, t], state)
+        steps.append(logits)
+    return torch.stack(steps, dim=1)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("encoder_layers", [0, 1, 2])
 def test_step_by_step_equals_full_forward(cell, encoder_layers):
@@ -27,12 +36,8 @@ def test_step_by_step_equals_full_forward(cell, encoder_layers):
     inputs = torch.randint(4, VOCAB, (3, 11))
     with torch.no_grad():
         full, _ = model(context, inputs, context_lengths=lengths)  # (B, T, V)
-        state = model.start(context, lengths)
-        steps = []
-        for t in range(inputs.shape[1]):
-            logits, state = model.step(inputs[:, t], state)
-            steps.append(logits)
-    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+        stepped = step_by_step(model, context, lengths, inputs)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -45,14 +50,10 @@ def test_layer_norm_stack_steps_like_its_forward_and_differs_from_the_fused_rnn(
     inputs = torch.randint(4, VOCAB, (3, 11))
     with torch.no_grad():
         full, _ = model(context, inputs, context_lengths=lengths)
-        state = model.start(context, lengths)
-        assert state.hidden.shape == (2, 3, 24)
-        steps = []
-        for t in range(inputs.shape[1]):
-            logits, state = model.step(inputs[:, t], state)
-            steps.append(logits)
+        assert model.start(context, lengths).hidden.shape == (2, 3, 24)
+        stepped = step_by_step(model, context, lengths, inputs)
         fused, _ = tiny(cell, encoder_layers)(context, inputs, context_lengths=lengths)
-    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(full, fused, atol=1e-3)
     block = model.decoder.layers[1].weight_hh_l0[:24]  # the stack's layers get the orthogonal init too
     torch.testing.assert_close(block @ block.T, torch.eye(24), atol=1e-5, rtol=0)
@@ -198,11 +199,8 @@ def test_a_peephole_decoder_steps_like_its_forward_and_its_peepholes_train(encod
         for name in ("weight_ci_l0", "weight_cf_l1", "weight_co_l1"):  # open the peepholes
             getattr(model.decoder, name).normal_()
         full, _ = model(context, inputs, context_lengths=lengths)
-        state, steps = model.start(context, lengths), []
-        for t in range(inputs.shape[1]):
-            logits, state = model.step(inputs[:, t], state)
-            steps.append(logits)
-    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+        stepped = step_by_step(model, context, lengths, inputs)
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(full, closed, atol=1e-3)  # the open peepholes change the output
     _, loss = model.train()(context, inputs, torch.randint(4, VOCAB, (3, 11)), context_lengths=lengths)
     loss.backward()
