@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-PEEPHOLES = ("ci", "cf", "co")
+PEEPHOLES = ("weight_ci", "weight_cf", "weight_co")  # per layer: weight_ci_l0, ...
+LSTM_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # nn.LSTM's names
 
 
 class PeepholeLSTM(nn.Module):
@@ -37,8 +38,8 @@ class PeepholeLSTM(nn.Module):
         for layer in range(num_layers):
             width = input_size if layer == 0 else hidden_size
             shapes = {"weight_ih": (4 * hidden_size, width), "weight_hh": (4 * hidden_size, hidden_size),
-                      "bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,),
-                      **{f"weight_{name}": (hidden_size,) for name in PEEPHOLES}}
+                      "bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,),  # LSTM_WEIGHTS
+                      **{name: (hidden_size,) for name in PEEPHOLES}}
             for name, shape in shapes.items():
                 self.register_parameter(f"{name}_l{layer}", nn.Parameter(torch.empty(shape)))
         self.reset_parameters()
@@ -46,15 +47,14 @@ class PeepholeLSTM(nn.Module):
     def reset_parameters(self) -> None:
         """``nn.LSTM``'s initialisation, uniform in +-1/sqrt(H); the peepholes start closed (zero)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for name, param in self.named_parameters():
-            if name.split("_l")[0] in {f"weight_{p}" for p in PEEPHOLES}:
-                nn.init.zeros_(param)
-            else:
-                nn.init.uniform_(param, -bound, bound)
+        for layer in range(self.num_layers):
+            for name in LSTM_WEIGHTS:
+                nn.init.uniform_(getattr(self, f"{name}_l{layer}"), -bound, bound)
+            for name in PEEPHOLES:
+                nn.init.zeros_(getattr(self, f"{name}_l{layer}"))
 
     def _layer(self, layer: int) -> tuple[Tensor, ...]:
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", *(f"weight_{p}" for p in PEEPHOLES))
-        return tuple(getattr(self, f"{name}_l{layer}") for name in names)
+        return tuple(getattr(self, f"{name}_l{layer}") for name in (*LSTM_WEIGHTS, *PEEPHOLES))
 
     def forward(self, x: Tensor | PackedSequence,
                 state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
