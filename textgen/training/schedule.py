@@ -9,6 +9,11 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 
+def _check(warmup_steps: int, min_lr_ratio: float) -> None:
+    if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+
+
 def warmup_cosine(
     optimizer: Optimizer,
     progress: Callable[[int], float],
@@ -20,13 +25,34 @@ def warmup_cosine(
     ``progress(step)`` says how much of the run's budget is used (0..1): the larger of the share
     of ``max_steps`` and the share of ``max_time``, so a time-limited run still ends its decay.
     """
-    if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+    _check(warmup_steps, min_lr_ratio)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         done = min(max(progress(step), 0.0), 1.0)
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return LambdaLR(optimizer, factor)
+
+
+def warmup_linear(
+    optimizer: Optimizer,
+    progress: Callable[[int], float],
+    warmup_steps: int = 100,
+    min_lr_ratio: float = 0.0,
+) -> LambdaLR:
+    """Linear warmup over ``warmup_steps``, then the straight line that runs from the peak at the
+    start of the budget to ``min_lr_ratio`` of it at the end (``progress`` as in :func:`warmup_cosine`).
+
+    Against cosine, the rate is lower in the first half of the run and higher in the second.
+    """
+    _check(warmup_steps, min_lr_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        done = min(max(progress(step), 0.0), 1.0)
+        return min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 - done)
 
     return LambdaLR(optimizer, factor)
