@@ -54,8 +54,7 @@ def test_training_follows_the_linear_schedule_chosen_on_the_command_line(tmp_pat
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 400, encoding="utf-8")
     cli("train", "data=text", f"data.path={corpus}", f"export.dir={tmp_path / 'ck'}",
         f"hydra.run.dir={tmp_path / 'run'}", "scheduler=linear", "scheduler.warmup_steps=2", "optim.lr=0.01",
-        "trainer.max_steps=10",
-        "trainer.val_check_interval=5", "trainer.log_every_n_steps=1", *QUICK, cwd=tmp_path)
+        "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.log_every_n_steps=1", *QUICK, cwd=tmp_path)
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
         logged = {int(row["step"]): float(row["lr-AdamW/pg1"]) for row in csv.DictReader(file) if row["lr-AdamW/pg1"]}
     # Warm-up to 0.01 over two steps, then the line from 0.01 at step 0 to 0 at step 10.
