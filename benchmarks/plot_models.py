@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--title", default="Validation bits per character against training time")
     parser.add_argument("--table", action="store_true", help="also print the runs as a Markdown table")
+    parser.add_argument("--ymax", type=float, help="top of the bits-per-character axis: points above it are off "
+                        "the plot (e.g. a moving average of the weights scored before it has caught up)")
     args = parser.parse_args()
     runs = [(path, run) for path in args.results for run in json.loads(path.read_text())["runs"]]
     if args.table:
@@ -83,6 +85,8 @@ def main() -> None:
     axes.set_ylabel("validation bits per character")
     axes.set_title(args.title)
     axes.grid(alpha=0.3)
+    if args.ymax is not None:
+        axes.set_ylim(top=args.ymax)
     if many:
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize="small")
     else:
