@@ -85,8 +85,9 @@ def main() -> None:
     axes.set_ylabel("validation bits per character")
     axes.set_title(args.title)
     axes.grid(alpha=0.3)
-    if args.ymax is not None:
-        axes.set_ylim(top=args.ymax)
+    if args.ymax is not None:  # the bottom follows the lowest point, not the range of those cut off
+        lowest = min(bpc for _, run in runs for _, bpc in (run.get("val_curve") or validation_curve(run_dir(run))))
+        axes.set_ylim(bottom=lowest - 0.05 * (args.ymax - lowest), top=args.ymax)
     if many:
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize="small")
     else:
