@@ -5,17 +5,20 @@ import csv
 import pytest
 import torch
 
-from conftest import cli
-from test_cli import QUICK
+from test_cli import quick_train
 from textgen.training.schedule import warmup_cosine, warmup_linear
 
 PEAK = 0.01
 STEPS = 100
 
 
+def one_parameter_sgd() -> torch.optim.SGD:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
+
+
 def rates(schedule, **kwargs) -> list[float]:
     """The learning rate at each of STEPS steps, the budget's progress being step / STEPS."""
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
+    optimizer = one_parameter_sgd()
     scheduler = schedule(optimizer, progress=lambda step: step / STEPS, **kwargs)
     seen = []
     for _ in range(STEPS + 1):
@@ -44,7 +47,7 @@ def test_linear_goes_to_zero_by_default_and_is_below_cosine_early_above_it_late(
 @pytest.mark.parametrize("schedule", [warmup_cosine, warmup_linear])
 @pytest.mark.parametrize("kwargs", [{"warmup_steps": -1}, {"min_lr_ratio": 1.5}])
 def test_schedules_reject_settings_out_of_range(schedule, kwargs):
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
+    optimizer = one_parameter_sgd()
     with pytest.raises(ValueError, match="warmup_steps must be >= 0 and min_lr_ratio"):
         schedule(optimizer, progress=lambda step: 0.0, **kwargs)
 
@@ -52,9 +55,8 @@ def test_schedules_reject_settings_out_of_range(schedule, kwargs):
 def test_training_follows_the_linear_schedule_chosen_on_the_command_line(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog. " * 400, encoding="utf-8")
-    cli("train", "data=text", f"data.path={corpus}", f"export.dir={tmp_path / 'ck'}",
-        f"hydra.run.dir={tmp_path / 'run'}", "scheduler=linear", "scheduler.warmup_steps=2", "optim.lr=0.01",
-        "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.log_every_n_steps=1", *QUICK, cwd=tmp_path)
+    quick_train(tmp_path, corpus, f"hydra.run.dir={tmp_path / 'run'}", "scheduler=linear", "scheduler.warmup_steps=2",
+                "optim.lr=0.01", "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.log_every_n_steps=1")
     with open(tmp_path / "run" / "logs" / "metrics.csv", newline="") as file:
         logged = {int(row["step"]): float(row["lr-AdamW/pg1"]) for row in csv.DictReader(file) if row["lr-AdamW/pg1"]}
     # Warm-up to 0.01 over two steps, then the line from 0.01 at step 0 to 0 at step 10.
