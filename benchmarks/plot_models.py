@@ -70,12 +70,14 @@ def main() -> None:
     figure, axes = plt.subplots(figsize=(8, 5 + 0.22 * len(runs) if many else 5), dpi=120)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ("-", "--", ":", "-.")  # past the colour cycle, the next lines are dashed, then dotted
+    lowest = float("inf")
     for number, (path, run) in enumerate(runs):
         rate = run.get("quiet_steps_per_second")
         if not rate:
             raise SystemExit(f"{path}: run {run['run']} has no quiet steps/s to put time on the axis")
         curve = run.get("val_curve") or validation_curve(run_dir(run))
         minutes = [step / rate / 60 for step, _ in curve]
+        lowest = min(lowest, *(bpc for _, bpc in curve))
         name = Path(run["export"]).name.removeprefix("bench-")  # e.g. tang-gru-20min
         label = f"{name} ({run['params'] / 1e6:.1f}M params): {run['val_bpc']:.3f}"
         axes.plot(minutes, [bpc for _, bpc in curve], marker="o", markersize=3, label=label,
@@ -86,7 +88,6 @@ def main() -> None:
     axes.set_title(args.title)
     axes.grid(alpha=0.3)
     if args.ymax is not None:  # the bottom follows the lowest point, not the range of those cut off
-        lowest = min(bpc for _, run in runs for _, bpc in (run.get("val_curve") or validation_curve(run_dir(run))))
         axes.set_ylim(bottom=lowest - 0.05 * (args.ymax - lowest), top=args.ymax)
     if many:
         axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize="small")
