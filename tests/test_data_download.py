@@ -26,8 +26,10 @@ from textgen.data.builders import (
     BUILDERS,
     Splits,
     build_shakespeare,
+    build_songshi,
     build_stacks,
     build_tang,
+    poem_bodies,
     split_bucket,
 )
 from textgen.data.download import (
@@ -240,9 +242,9 @@ def tang_bytes() -> dict[str, bytes]:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_lists_the_three_pinned_corpora() -> None:
+def test_registry_lists_the_pinned_corpora() -> None:
     sources = registered_sources()
-    assert set(sources) == {"shakespeare", "tang", "stacks"}
+    assert set(sources) == {"shakespeare", "tang", "stacks", "songshi"}
     for name, source in sources.items():
         assert source.name == name and source.files
         assert len({f.path for f in source.files}) == len(source.files)
@@ -255,7 +257,7 @@ def test_registry_lists_the_three_pinned_corpora() -> None:
 
 
 def test_unknown_corpus_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="shakespeare, stacks, tang"):
+    with pytest.raises(ValueError, match="shakespeare, songshi, stacks, tang"):
         get_source("poems")
 
 
@@ -416,6 +418,44 @@ def test_stacks_budget_skips_chapters_but_always_takes_the_first(tmp_path: Path)
     assert build_stacks(paths, train_budget=10).train == "a" * 50
 
 
+SONG_FILES = {
+    "全唐诗/poet.song.0.json": [
+        {"title": "登楼", "paragraphs": ["白日依山盡，黃河入海流。", "欲窮千里目，更上一層樓。"]},  # a Tang train body
+        {"title": "晓", "paragraphs": ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"]},  # a Tang val body
+        {"title": "夜雨", "paragraphs": ["君問歸期未有期，巴山夜雨漲秋池。", "何當共剪西窗燭，卻話巴山夜雨時。"]},
+        {"title": "梅花", "paragraphs": ["墻角數枝梅，淩寒獨自開。", "遙知不是雪，為有暗香來。"]},
+        {"title": "梅", "paragraphs": ["墻角數枝梅，淩寒獨自開。", "遙知不是雪，為有暗香來。"]},  # duplicate body
+        {"title": "", "paragraphs": ["橫看成嶺側成峰，遠近高低各不同。", "不識廬山真面目，只緣身在此山中。"]},
+        {"title": "六言", "paragraphs": ["桃紅復含宿雨，柳綠更帶朝煙。", "花落家童未掃，鶯啼山客猶眠。"]},
+    ],
+}
+SONG_TRAIN = (
+    "梅花\n墙角数枝梅，凌寒独自开。\n遥知不是雪，为有暗香来。\n"
+    "\n无题\n横看成岭侧成峰，远近高低各不同。\n不识庐山真面目，只缘身在此山中。\n"
+)
+
+
+def song_bytes() -> dict[str, bytes]:
+    return {path: json.dumps(poems, ensure_ascii=False).encode() for path, poems in SONG_FILES.items()}
+
+
+def test_songshi_drops_tang_bodies_reserved_buckets_and_duplicates(tmp_path: Path) -> None:
+    paths = write_files(tmp_path, song_bytes())
+    tang = Splits(train=TANG_TRAIN, val=TANG_VAL)
+    assert build_songshi(paths, tang) == Splits(train=SONG_TRAIN, val=TANG_VAL)
+
+
+def test_prepare_songshi_builds_the_tang_corpus_first(server: LocalServer, tmp_path: Path) -> None:
+    """songshi's rule reads the Tang corpus: preparing it prepares (here: downloads) tang too."""
+    cache = tmp_path / "cache"
+    tang = publish(server, "tang", tang_bytes())
+    prepare_corpus("tang", cache, mirror=server.base, progress=False, source=tang)
+    song = publish(server, "songshi", song_bytes())
+    train, val = prepare_corpus("songshi", cache, mirror=server.base, progress=False, source=song)
+    assert (train.read_bytes().decode(), val.read_bytes().decode()) == (SONG_TRAIN, TANG_VAL)
+    assert len(server.requests) == len(tang.files) + len(song.files)
+
+
 # --------------------------------------------------------------------------- prepare_corpus
 
 
@@ -517,9 +557,10 @@ def test_packaged_pins_match_the_published_ones(data_dir: Path) -> None:
     assert set(packaged) == set(published)
     for name, entry in published.items():
         assert packaged[name].build == entry["build"]
-        assert [(f.path, f.url, f.sha256, f.bytes) for f in packaged[name].files] == [
-            (f["path"], f["url"], f["sha256"], f["bytes"]) for f in entry["files"]
-        ]
+        for kind in ("files", "extra_files"):
+            assert [(f.path, f.url, f.sha256, f.bytes) for f in getattr(packaged[name], kind)] == [
+                (f["path"], f["url"], f["sha256"], f["bytes"]) for f in entry.get(kind, [])
+            ]
 
 
 def test_published_shakespeare_is_the_pinned_file(data_dir: Path) -> None:
@@ -549,6 +590,23 @@ def test_published_tang_follows_the_rule(data_dir: Path) -> None:
             assert split_bucket(body) in buckets, poem
             assert body not in seen, f"duplicate body: {poem}"
             seen.add(body)
+
+
+def test_published_songshi_follows_the_rule(data_dir: Path) -> None:
+    tang = "\n".join(read_text(data_dir / "tang" / f"{part}.txt") for part in ("train", "val"))
+    tang_bodies = poem_bodies(tang)
+    text = read_text(data_dir / "songshi" / "train.txt")
+    assert text.endswith("。\n") and not text.endswith("\n\n")
+    seen: set[str] = set()
+    irregular = 0  # the published file has 15 poems with a verse 1-2 characters short of 5/7
+    for poem in text[:-1].split("\n\n"):
+        title, *verses = poem.split("\n")
+        body = "\n".join(verses)
+        assert title and len(verses) in (2, 4), poem
+        irregular += not all(TANG_VERSE.fullmatch(v) for v in verses)
+        assert split_bucket(body) >= 5 and body not in tang_bodies and body not in seen, poem
+        seen.add(body)
+    assert len(seen) == 176_937 and irregular <= 15
 
 
 def test_published_stacks_replays_exactly(data_dir: Path, tmp_path: Path) -> None:

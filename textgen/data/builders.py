@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ TANG_PARAGRAPH_COUNTS = (2, 4)
 TANG_UNTITLED = "无题"
 TANG_CONVERSION = "t2s"
 CJK_RANGE = "\u4e00-\u9fff"
+POEM_SEPARATOR = "\n"  # between poems: with the last verse's newline, one blank line
 VERSE_PATTERN = re.compile(f"([{CJK_RANGE}]+)，([{CJK_RANGE}]+)。")
 
 STACKS_RESERVED_BELOW = 8  # buckets 0-7: held out
@@ -82,20 +83,16 @@ def _is_regular_poem(paragraphs: Sequence[str]) -> bool:
     return len(widths) == 1 and None not in widths
 
 
-def build_tang(files: Sequence[Path]) -> Splits:
-    """Regular Tang poems (绝句, 律诗) from chinese-poetry ``poet.tang.*.json`` files, simplified.
+def _regular_poems(files: Sequence[Path]) -> Iterator[tuple[str, str]]:
+    """``(title, body)`` of each regular poem of chinese-poetry JSON ``files``, simplified.
 
     Files in sorted path order, poems in file order; title and paragraphs are stripped, then
     converted with OpenCC t2s.  Kept: 2 or 4 paragraphs, each ``A，B。`` with A and B both 5 or both
     7 CJK characters (U+4E00-U+9FFF), one width per poem.  Exact duplicate bodies (paragraphs
-    joined by newline) are dropped after their first occurrence; an empty title becomes 无题.  A
-    poem is ``title\\nbody\\n``; poems are joined by one blank line.  Split by bucket of the body:
-    0-4 reserved, 5-9 val, 10-99 train.
+    joined by newline) are dropped after their first occurrence; an empty title becomes 无题.
     """
     convert = _t2s()
     seen: set[str] = set()
-    train: list[str] = []
-    val: list[str] = []
     for path in sorted((Path(p) for p in files), key=lambda p: p.as_posix()):
         for poem in json.loads(path.read_bytes()):
             paragraphs = [convert(p.strip()) for p in poem.get("paragraphs") or []]
@@ -105,12 +102,46 @@ def build_tang(files: Sequence[Path]) -> Splits:
             if body in seen:
                 continue
             seen.add(body)
-            title = convert((poem.get("title") or "").strip()) or TANG_UNTITLED
-            bucket = split_bucket(body)
-            if bucket < TANG_RESERVED_BELOW:
-                continue
-            (val if bucket < TANG_VAL_BELOW else train).append(f"{title}\n{body}\n")
-    return Splits(train="\n".join(train), val="\n".join(val))
+            yield convert((poem.get("title") or "").strip()) or TANG_UNTITLED, body
+
+
+def _join_poems(poems: Sequence[str]) -> str:
+    return POEM_SEPARATOR.join(poems)
+
+
+def poem_bodies(text: str) -> set[str]:
+    """The bodies (verses without the title line) of the poems of a built Tang-layout text."""
+    return {poem.split("\n", 1)[1].rstrip("\n") for poem in text.split(POEM_SEPARATOR + "\n") if "\n" in poem}
+
+
+def build_tang(files: Sequence[Path]) -> Splits:
+    """Regular Tang poems (绝句, 律诗) from chinese-poetry ``poet.tang.*.json`` files, simplified.
+
+    The poems of :func:`_regular_poems`; a poem is ``title\\nbody\\n``; poems are joined by one
+    blank line.  Split by bucket of the body: 0-4 reserved, 5-9 val, 10-99 train.
+    """
+    train: list[str] = []
+    val: list[str] = []
+    for title, body in _regular_poems(files):
+        bucket = split_bucket(body)
+        if bucket < TANG_RESERVED_BELOW:
+            continue
+        (val if bucket < TANG_VAL_BELOW else train).append(f"{title}\n{body}\n")
+    return Splits(train=_join_poems(train), val=_join_poems(val))
+
+
+def build_songshi(files: Sequence[Path], tang: Splits) -> Splits:
+    """Regular Song poems (``poet.song.*.json``) in the Tang layout, to pretrain a Tang model on.
+
+    The rule of :func:`build_tang`, and also dropped: bodies present in the Tang train or val text
+    (``tang``, the built Tang corpus) and bodies in the reserved buckets 0-4.  No split: every poem
+    is training text.  The validation text is the Tang val text, since Song verse is read to write
+    Tang verse better.
+    """
+    tang_bodies = poem_bodies(tang.train) | poem_bodies(tang.val)
+    train = [f"{title}\n{body}\n" for title, body in _regular_poems(files)
+             if body not in tang_bodies and split_bucket(body) >= TANG_RESERVED_BELOW]
+    return Splits(train=_join_poems(train), val=tang.val)
 
 
 def build_stacks(
@@ -146,8 +177,13 @@ def build_stacks(
     )
 
 
-BUILDERS: dict[str, Callable[[Sequence[Path]], Splits]] = {
+BUILDERS: dict[str, Callable[..., Splits]] = {
     "shakespeare": build_shakespeare,
     "tang": build_tang,
     "stacks": build_stacks,
+    "songshi": build_songshi,
 }
+"""The rule of each corpus: ``builder(files)``, or ``builder(files, <base>)`` for those of ``BUILT_FROM``."""
+
+#: Corpora whose rule also reads another corpus's built text: songshi drops the Tang poems.
+BUILT_FROM: dict[str, str] = {"songshi": "tang"}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from textgen.atomic import atomic_write_text
-from textgen.data.builders import BUILDERS
+from textgen.data.builders import BUILDERS, BUILT_FROM, Splits
 from textgen.data.download import DownloadError, fetch_source
 from textgen.data.sources import Source, get_source, registered_sources
 
@@ -44,6 +44,8 @@ def prepare_corpus(
     If both files exist they are returned without any network access.  Otherwise the pinned raw
     files are fetched (verified, reused when already present) into ``cache_dir / name / "raw"``,
     built with the corpus' rule, and both texts written atomically (UTF-8, newlines untouched).
+    A corpus of ``BUILT_FROM`` prepares its base corpus first (in the same cache) and is built
+    against it.
     ``source`` overrides the registry entry (same rule, other files: for mirrors and tests);
     ``progress`` False silences the download bars and the build message.
     """
@@ -61,7 +63,11 @@ def prepare_corpus(
     raw_files = fetch_source(source, corpus_dir / RAW_SUBDIR, mirror=mirror, progress=progress)
     if progress:
         print(f"building {name} from {len(raw_files)} file(s) ...", file=sys.stderr, flush=True)
-    splits = BUILDERS[name](raw_files)
+    builder_args: list = [raw_files]
+    if name in BUILT_FROM:  # e.g. songshi is built against the Tang corpus, prepared first
+        base = prepare_corpus(BUILT_FROM[name], cache_dir, mirror=mirror, progress=progress)
+        builder_args.append(Splits(*(path.read_bytes().decode("utf-8") for path in base)))
+    splits = BUILDERS[name](*builder_args)
     atomic_write_text(train_path, splits.train)
     atomic_write_text(val_path, splits.val)
     return train_path, val_path

@@ -18,6 +18,8 @@ class SourceFile:
     url: str
     sha256: str
     bytes: int
+    role: str = ""
+    """For an extra file: what it is for (e.g. the preamble that makes LaTeX chapters compile)."""
 
 
 @dataclass(frozen=True)
@@ -30,20 +32,26 @@ class Source:
     license: str
     files: tuple[SourceFile, ...]
     build: str
+    extra_files: tuple[SourceFile, ...] = ()
+    """Files downloaded and checked like ``files`` but copied as they are, not part of train/val."""
+
+
+def _parse_files(entries: list[dict]) -> tuple[SourceFile, ...]:
+    return tuple(
+        SourceFile(path=f["path"], url=f["url"], sha256=f["sha256"], bytes=int(f["bytes"]), role=f.get("role", ""))
+        for f in entries
+    )
 
 
 def _parse_source(name: str, entry: dict) -> Source:
-    files = tuple(
-        SourceFile(path=f["path"], url=f["url"], sha256=f["sha256"], bytes=int(f["bytes"]))
-        for f in entry["files"]
-    )
     return Source(
         name=name,
         repo=entry["repo"],
         commit=entry["commit"],
         license=entry["license"],
-        files=files,
+        files=_parse_files(entry["files"]),
         build=entry["build"],
+        extra_files=_parse_files(entry.get("extra_files", [])),
     )
 
 
