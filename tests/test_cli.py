@@ -1,6 +1,8 @@
 """The three commands as a user runs them: train -> export -> sample -> evaluate, resume, multirun."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
@@ -133,6 +135,24 @@ def test_training_errors_are_clear(tmp_path, setup, args, message):
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_offline_quick_start_prints_one_error_line(tmp_path):
+    """The README's quick start offline, without TEXTGEN_DATA_DIR: one line naming the URL and the ways out."""
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "TEXTGEN_CACHE_DIR": str(tmp_path / "cache"), "TEXTGEN_MIRROR": f"http://127.0.0.1:{port}/"}
+    env.pop("TEXTGEN_DATA_DIR", None)
+    result = subprocess.run([sys.executable, "-m", "textgen.train", "model.hidden=256", "model.layers=1",
+                             "trainer.max_steps=300", "export.name=quickstart"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines() == errors, result.stderr
+    assert f"http://127.0.0.1:{port}/karpathy/char-rnn/" in errors[0] and "Connection refused" in errors[0]
+    assert "TEXTGEN_DATA_DIR" in errors[0] and "TEXTGEN_MIRROR" in errors[0]
+    assert not (tmp_path / "cache" / "shakespeare" / "train.txt").exists()
 
 
 def test_sample_and_evaluate_errors_are_clear(tmp_path, tiny_shakespeare):

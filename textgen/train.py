@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -261,11 +262,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     try:
         dest = run(cfg)
-    except (TrainingError, ValueError, FileNotFoundError) as error:
-        log.error("%s", error)
+    except (TrainingError, ValueError, OSError) as error:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("%s", error)
             raise  # Hydra records the job as failed (a failed row of the sweep summary) and goes on
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # the traceback, for whoever asked for it
+        print(f"error: {error}", file=sys.stderr)  # an expected failure: one line, no traceback
         sys.exit(2)
     if dest is None:
         return None

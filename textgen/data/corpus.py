@@ -368,8 +368,16 @@ def _open_registered(config: CorpusConfig) -> CorpusReader:
                 raise CorpusError(f"{raw} is not UTF-8 text ({error.reason})") from error
             return _Strings(config.name, str(raw), splits.train, splits.val,
                             {"kind": "built", "source": config.source, "files": _file_stats([raw])})
+    from textgen.data.download import DownloadError
     from textgen.data.prepare import prepare_corpus
 
     cache = Path(os.path.expanduser(config.cache_dir))
-    train, val = prepare_corpus(config.source, cache, mirror=config.mirror)
+    try:
+        train, val = prepare_corpus(config.source, cache, mirror=config.mirror)
+    except DownloadError as error:
+        ready = " and ".join(config.ready.values()) or "the ready files"
+        raise CorpusError(
+            f"corpus {config.name!r} could not be downloaded: {error}. Either set TEXTGEN_DATA_DIR to a "
+            f"folder holding {ready}, or TEXTGEN_MIRROR to a mirror of https://raw.githubusercontent.com/"
+        ) from error
     return _SplitFiles(config.name, train, val)
