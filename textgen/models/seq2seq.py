@@ -47,6 +47,11 @@ class EncoderConfig:
     """Hidden units per direction."""
 
 
+#: Fields added after exports were first written, each with the value that describes the model of an
+#: export whose config lacks it (not a second default: new configs always carry the field).
+ABSENT_FROM_OLD_EXPORTS: dict[str, Any] = {"attention_residual": False}
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the model: an export stores it as JSON beside the weights."""
@@ -128,8 +133,7 @@ class ModelConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        # Configs written before attention_residual existed describe the non-residual model.
-        return cls(**{"attention_residual": False, **values})
+        return cls(**{**ABSENT_FROM_OLD_EXPORTS, **values})
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""Defaults written in two places must agree: the dataclasses are the source, the YAML a copy Hydra reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from textgen.data.corpus import CorpusConfig
+from textgen.models import ModelConfig
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+ENV = ("TEXTGEN_DATA_DIR", "TEXTGEN_CACHE_DIR", "TEXTGEN_MIRROR", "TEXTGEN_CHECKPOINTS")
+
+
+def composed(group: str, *overrides: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The ``group`` node of the training config, resolved."""
+    for name in ENV:  # the YAML reads these; the dataclass defaults are what holds without them
+        monkeypatch.delenv(name, raising=False)
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg[group], resolve=True)
+
+
+def field_defaults(cls: type) -> dict:
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            values[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return values
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_model_yaml_holds_model_config_defaults(cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = composed("model", f"model={cell}", monkeypatch=monkeypatch)
+    assert model == {**field_defaults(ModelConfig), "cell": cell}
+
+
+def test_corpus_yaml_holds_corpus_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = composed("data", "data=text", "data.path=x.txt", monkeypatch=monkeypatch)
+    defaults = field_defaults(CorpusConfig)
+    assert {key: data[key] for key in defaults} == {**defaults, "path": "x.txt"}
+    assert set(data) - set(defaults) == {"name", "context_chars", "target_chars", "batch_size",
+                                         "val_batch_size", "stride", "num_workers"}
+
+
+def test_old_exports_without_attention_residual_read_as_the_model_they_were() -> None:
+    """Not a second default: exports written before the field existed had no residual."""
+    assert ModelConfig(vocab_size=10).attention_residual is True
+    assert ModelConfig.from_dict({"vocab_size": 10}).attention_residual is False
+    assert ModelConfig.from_dict({"vocab_size": 10, "attention_residual": True}).attention_residual is True
