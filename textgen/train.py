@@ -20,7 +20,9 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -29,8 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
 from textgen.data.tokens import absent_pieces
-from textgen.finetune import prepare_run
 from textgen.export import export_model, machine_description, unshipped_export_name
+from textgen.finetune import RunStart, prepare_run
 from textgen.models import ModelConfig
 
 log = logging.getLogger("textgen.train")
@@ -105,44 +107,78 @@ def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool) ->
     raise TrainingError(f"resume=true: no complete last.ckpt under {run_dir if multirun else run_dir.parent}")
 
 
+@dataclass
+class Job:
+    """Where a run stands: its folder, the export it will write, and when it started."""
+
+    run_dir: Path
+    multirun: bool
+    export_dir: Path
+    export_name: str
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class Outcome:
+    """What training produced: the weights chosen for export and how long fitting took."""
+
+    val_bpc: float
+    best_step: int
+    train_seconds: float
+
+
 def run(cfg: DictConfig) -> Path | None:
     """Train as ``cfg`` says and export the best model; returns the export folder (rank 0)."""
+    job = start_job(cfg)
+    start = prepare_run(cfg)
+    datamodule = build_datamodule(cfg, start)
+    task = build_task(cfg, start)
+    source_bpc = score_source(cfg, task, datamodule, start)
+    trainer = build_trainer(cfg)
+    train_seconds = fit(cfg, job, trainer, task, datamodule)
+    outcome = choose_best(trainer, task, datamodule, train_seconds)
+    if not trainer.is_global_zero:
+        return None
+    warn_if_no_gain(cfg, source_bpc, outcome)
+    metrics = run_metrics(cfg, job, trainer, task, start, outcome, source_bpc)
+    return export_best(cfg, job, task, start, metrics, outcome)
+
+
+def start_job(cfg: DictConfig) -> Job:
+    """DDP housekeeping, the seed, the run folder, and an export name that spares shipped models."""
     import pytorch_lightning as pl
     from hydra.core.hydra_config import HydraConfig
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
     from hydra.types import RunMode
-    from hydra.utils import instantiate, to_absolute_path
+    from hydra.utils import to_absolute_path
 
-    from textgen.sweep import claim_export_name
-    from textgen.training.checkpointing import SaveLastOnStop, keep_csv_log_history
-    from textgen.training.datamodule import WindowDataModule
-    from textgen.training.distributed import end_previous_job, multirun_child_command, quiet_other_ranks
-    from textgen.training.module import LanguageModelTask
+    from textgen.training.distributed import end_previous_job, quiet_other_ranks
 
     started = time.time()
     end_previous_job()
     quiet_other_ranks()
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     export_dir = Path(to_absolute_path(cfg.export.dir))
     export_name = unshipped_export_name(export_dir, cfg.export.name)
     if export_name != cfg.export.name:
         log.warning("%s is a shipped model, which training never replaces: this run will export as %s "
                     "(export.name=... picks a name)", export_dir / cfg.export.name, export_name)
+    return Job(run_dir=Path(hydra_cfg.runtime.output_dir), multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+               export_dir=export_dir, export_name=export_name, started=started)
 
-    data = cfg.data
-    # Token ids (memory-mapped for large corpora) and tokenizer; with init_from, the export's.
-    start = prepare_run(cfg)
-    corpus, tokenizer, train_ids, val_ids = start.corpus, start.tokenizer, start.corpus.train_ids, start.corpus.val_ids
-    if len(train_ids) <= data.target_chars:
+
+def build_datamodule(cfg: DictConfig, start: RunStart):
+    """Training and validation windows over the run's token ids; too little text is an error."""
+    from textgen.training.datamodule import WindowDataModule
+
+    data, corpus = cfg.data, start.corpus
+    if len(corpus.train_ids) <= data.target_chars:
         raise TrainingError(
-            f"corpus {corpus.name!r}: the train split has {len(train_ids)} tokens, fewer than one "
+            f"corpus {corpus.name!r}: the train split has {len(corpus.train_ids)} tokens, fewer than one "
             f"window (data.target_chars={data.target_chars}); use a longer text or smaller windows"
         )
     datamodule = WindowDataModule(
-        train_ids, val_ids, data.context_chars, data.target_chars, data.batch_size,
+        corpus.train_ids, corpus.val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
     )
     if len(datamodule.train_set) < data.batch_size:
@@ -151,27 +187,59 @@ def run(cfg: DictConfig) -> Path | None:
             f"fewer than one batch (data.batch_size={data.batch_size}, data.stride={data.stride}); "
             "use a longer text, a smaller batch or stride"
         )
+    return datamodule
+
+
+def build_task(cfg: DictConfig, start: RunStart):
+    """The model (with the fine-tuning source's weights, if any), its optimizer and schedule."""
+    from hydra.utils import instantiate
+
+    from textgen.training.module import LanguageModelTask
+
     model_values = OmegaConf.to_container(cfg.model, resolve=True)
-    model_config = ModelConfig.from_dict({**model_values, "vocab_size": tokenizer.vocab_size})
+    model_config = ModelConfig.from_dict({**model_values, "vocab_size": start.tokenizer.vocab_size})
     task = LanguageModelTask(
-        model_config, tokenizer.chars_per_token,
+        model_config, start.tokenizer.chars_per_token,
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
     )
     start.load_weights(task.model)
     log.info("model: %s, %s parameters", model_config, f"{task.model.num_params():,}")
-    source_bpc = None
-    if cfg.get("init_from"):
-        source_bpc = validation_bpc(task.model, datamodule, tokenizer.chars_per_token)
-        log.info("before fine-tuning, %s scores %.4f bpc on the new val text", cfg.init_from, source_bpc)
+    return task
+
+
+def score_source(cfg: DictConfig, task, datamodule, start: RunStart) -> float | None:
+    """With ``init_from``: the source export's bpc on the new val text, the bar fine-tuning must beat."""
+    if not cfg.get("init_from"):
+        return None
+    source_bpc = validation_bpc(task.model, datamodule, start.tokenizer.chars_per_token)
+    log.info("before fine-tuning, %s scores %.4f bpc on the new val text", cfg.init_from, source_bpc)
+    return source_bpc
+
+
+def build_trainer(cfg: DictConfig):
+    """Lightning's ``Trainer`` with the configured callbacks and logger."""
+    from hydra.utils import instantiate
 
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    ckpt_path = find_resume_checkpoint(cfg.resume, run_dir, multirun)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+
+
+def fit(cfg: DictConfig, job: Job, trainer, task, datamodule) -> float:
+    """``trainer.fit``, resumed if asked; a SIGTERM saves ``last.ckpt`` and says how to go on.
+
+    Returns the seconds spent fitting.
+    """
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from textgen.training.checkpointing import SaveLastOnStop, keep_csv_log_history
+    from textgen.training.distributed import multirun_child_command
+
+    ckpt_path = find_resume_checkpoint(cfg.resume, job.run_dir, job.multirun)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-        keep_csv_log_history(logger, ckpt_path, trainer.is_global_zero)
+        keep_csv_log_history(trainer.logger or False, ckpt_path, trainer.is_global_zero)
     fit_started = time.perf_counter()
     try:
         with multirun_child_command(trainer, ckpt_path):
@@ -182,16 +250,19 @@ def run(cfg: DictConfig) -> Path | None:
         log.warning("SIGTERM at step %d of %s: %s; continue with resume=true",
                     trainer.global_step, trainer.max_steps, saved)
         raise
-    train_seconds = time.perf_counter() - fit_started
-
     if trainer.interrupted:
-        log.warning("training was interrupted; its checkpoints are in %s", run_dir / "checkpoints")
+        log.warning("training was interrupted; its checkpoints are in %s", job.run_dir / "checkpoints")
+    return time.perf_counter() - fit_started
+
+
+def choose_best(trainer, task, datamodule, train_seconds: float) -> Outcome:
+    """Load the best validated weights into ``task``: the best checkpoint, or the final weights
+    (validated here when the run ended between validations) if they score better."""
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     best_score = float(checkpoint.best_model_score) if best_path else math.inf
     best_step = trainer.global_step
     if task.last_val_step != trainer.global_step:
-        # The run ended between validations: score the final weights too.
         trainer.validate(task, datamodule=datamodule, verbose=False)
         final_score = float(trainer.callback_metrics["val_bpc"])
         if final_score < best_score:
@@ -201,56 +272,81 @@ def run(cfg: DictConfig) -> Path | None:
         best = torch.load(best_path, map_location="cpu", weights_only=False)
         task.load_state_dict(best["state_dict"])
         best_step = int(best["global_step"])
-    if not trainer.is_global_zero:
-        return None
+    return Outcome(val_bpc=best_score, best_step=best_step, train_seconds=train_seconds)
 
-    if source_bpc is not None and best_score >= source_bpc:
+
+def warn_if_no_gain(cfg: DictConfig, source_bpc: float | None, outcome: Outcome) -> None:
+    """Fine-tuning that did not beat its source says so, with what to try."""
+    if source_bpc is not None and outcome.val_bpc >= source_bpc:
         log.warning(
             "fine-tuning did not improve on %s: %.4f bpc on the new val text before, %.4f after (best of "
             "the validations). Try a lower optim.lr, fewer trainer.max_steps, or more frequent "
             "trainer.val_check_interval; the export keeps the best validated weights",
-            cfg.init_from, source_bpc, best_score,
+            cfg.init_from, source_bpc, outcome.val_bpc,
         )
-    world = trainer.world_size
+
+
+def run_metrics(cfg: DictConfig, job: Job, trainer, task, start: RunStart, outcome: Outcome,
+                source_bpc: float | None) -> dict[str, Any]:
+    """The export's ``metrics.json``: scores, steps, speed, corpus, machine and command."""
+    data, world = cfg.data, trainer.world_size
     chars_seen = trainer.global_step * data.batch_size * data.target_chars * world
-    metrics = {
-        "val_bpc": best_score,
-        "val_loss": best_score * math.log(2),
-        "best_step": best_step,
+    seconds = outcome.train_seconds
+    return {
+        "val_bpc": outcome.val_bpc,
+        "val_loss": outcome.val_bpc * math.log(2),
+        "best_step": outcome.best_step,
         "steps": trainer.global_step,
         "chars_seen": chars_seen,
-        "train_seconds": round(train_seconds, 2),
-        "wall_seconds": round(time.time() - started, 2),
-        "train_chars_per_second": round(chars_seen / train_seconds, 1) if train_seconds else None,
+        "train_seconds": round(seconds, 2),
+        "wall_seconds": round(time.time() - job.started, 2),
+        "train_chars_per_second": round(chars_seen / seconds, 1) if seconds else None,
         "params": task.model.num_params(),
-        "vocab_size": tokenizer.vocab_size,
-        "corpus": corpus.name,
-        "corpus_origin": corpus.origin,
+        "vocab_size": start.tokenizer.vocab_size,
+        "corpus": start.corpus.name,
+        "corpus_origin": start.corpus.origin,
         "world_size": world,
         "machine": machine_description(),
         "command": "python -m textgen.train " + " ".join(sys.argv[1:]),
         **({"source_val_bpc": source_bpc} if source_bpc is not None else {}),
-        "run_dir": str(run_dir),
+        "run_dir": str(job.run_dir),
         **start.metrics,
     }
-    if multirun:  # the jobs of a sweep claim names from the unshipped one, so they never collide
-        export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
-    dest = export_dir / export_name
-    untrained = set(absent_pieces(train_ids, tokenizer.vocab_size))
+
+
+def untrained_pieces(start: RunStart) -> list[int]:
+    """Pieces no training text ever held (the sampler never writes them): absent from this run's
+    text and, when fine-tuning, from the source's too."""
+    untrained = set(absent_pieces(start.corpus.train_ids, start.tokenizer.vocab_size))
     if start.source is not None and start.source.info.untrained_pieces:
         untrained &= set(start.source.info.untrained_pieces)  # trained before or now
     elif start.source is not None:
         untrained = set()  # an export older than the field: nothing known, nothing masked
+    return sorted(untrained)
+
+
+def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[str, Any],
+                outcome: Outcome) -> Path:
+    """Write the export folder and the run's ``result.json``; returns the export folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from textgen.sweep import claim_export_name
+
+    export_name = job.export_name
+    if job.multirun:  # the jobs of a sweep claim names from the unshipped one, so they never collide
+        hydra_cfg = HydraConfig.get()
+        export_name = claim_export_name(hydra_cfg.sweep.dir, export_name, int(hydra_cfg.job.num))
+    dest = job.export_dir / export_name
     export_model(
-        dest, task.model, tokenizer, name=export_name, corpus=corpus.name,
-        context_chars=data.context_chars, target_chars=data.target_chars,
+        dest, task.model, start.tokenizer, name=export_name, corpus=start.corpus.name,
+        context_chars=cfg.data.context_chars, target_chars=cfg.data.target_chars,
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
-        untrained_pieces=sorted(untrained),
+        untrained_pieces=untrained_pieces(start),
     )
     # The run's outcome beside its checkpoints, for sweep summaries (textgen.sweep).
-    atomic_write_text(run_dir / "result.json", json.dumps({**metrics, "export": str(dest)}, indent=1) + "\n")
-    log.info("exported %s (val bpc %.4f at step %d) to %s", export_name, best_score, best_step, dest)
-    print(f"exported {dest}  val_bpc={best_score:.4f}  steps={trainer.global_step}", flush=True)
+    atomic_write_text(job.run_dir / "result.json", json.dumps({**metrics, "export": str(dest)}, indent=1) + "\n")
+    log.info("exported %s (val bpc %.4f at step %d) to %s", export_name, outcome.val_bpc, outcome.best_step, dest)
+    print(f"exported {dest}  val_bpc={outcome.val_bpc:.4f}  steps={metrics['steps']}", flush=True)
     return dest
 
 
