@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from server.openai_schemas import Completion, CompletionRequest, OpenAIErrorBody
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
 
@@ -18,7 +19,8 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     components: dict[str, Any] = {}
-    for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody):
+    for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody, CompletionRequest, Completion,
+                  OpenAIErrorBody):
         schema = model.model_json_schema(ref_template=REF)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -32,8 +34,8 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
-def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
-    response = {"description": description, "content": _json("ErrorBody")}
+def _error(description: str, headers: dict | None = None, body: str = "ErrorBody") -> dict[str, Any]:
+    response = {"description": description, "content": _json(body)}
     if headers:
         response["headers"] = headers
     return response
@@ -53,6 +55,10 @@ ERRORS = {
     "503": _error("The model failed to load, or the server is shutting down."),
 }
 
+# The same statuses on the OpenAI-compatible routes, in OpenAI's error shape (`param` names the field).
+OPENAI_ERRORS = {
+    status: _error(meta["description"], meta.get("headers"), body="OpenAIErrorBody") for status, meta in ERRORS.items()
+}
 
 # The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
 POEM_FORM = {
@@ -84,9 +90,17 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
     request["prompt"]["maxLength"] = limits.max_prompt_chars
     if model_names:
         request["model"]["examples"] = list(model_names)
-    request["form"] = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
-                                 {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
-                       "default": None, "description": request["form"].get("description", "")}
+    forms = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
+                       {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
+             "default": None, "description": request["form"].get("description", "")}
+    request["form"] = forms
+    completion = components["CompletionRequest"]["properties"]
+    completion["form"] = forms
+    completion["max_tokens"]["anyOf"][0]["maximum"] = limits.max_new_chars
+    for option in completion["prompt"]["anyOf"]:
+        (option if option["type"] == "string" else option["items"])["maxLength"] = limits.max_prompt_chars
+    if model_names:
+        completion["model"]["examples"] = list(model_names)
     components["PoemForm"] = POEM_FORM
     components["LatexForm"] = LATEX_FORM
     body = {"required": True, "content": _json("GenerateRequest")}
@@ -100,6 +114,12 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
             "type": "object", "required": ["data"],
             "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
         }}},
+    }
+    completions_ok = {
+        "description": "The completion; with `stream`, Server-Sent Events: `data: {completion chunk}` (the "
+                       "Completion shape, `finish_reason` null until a choice's last chunk), then `data: [DONE]`; "
+                       "an error after the start is `data: {\"error\": {...}}` then `data: [DONE]`.",
+        "content": {**_json("Completion"), **stream_ok["content"]},
     }
     return {
         "openapi": "3.1.0",
@@ -124,6 +144,10 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
             "/v1/generate/stream": {"post": {
                 "summary": "Generate as a stream of Server-Sent Events", "operationId": "generateStream",
                 "requestBody": body, "responses": {"200": stream_ok, **ERRORS}}},
+            "/v1/completions": {"post": {
+                "summary": "OpenAI-compatible completions (tokens are characters)", "operationId": "createCompletion",
+                "requestBody": {"required": True, "content": _json("CompletionRequest")},
+                "responses": {"200": completions_ok, **OPENAI_ERRORS}}},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics", "operationId": "metrics",
                 "responses": {"200": {"description": "Prometheus text format.",
