@@ -53,8 +53,8 @@ class APIError(Exception):
         return {"error": error}
 
     def response(self) -> Response:
-        """The answer, in the shape of the blueprint serving the request."""
-        shape = _SHAPES.get(request.blueprint or "", APIError.body) if request else APIError.body
+        """The answer, in the shape of the blueprint serving the request (or owning its path)."""
+        shape = _SHAPES.get(request.blueprint or _PATHS.get(request.path, ""), APIError.body)
         response = jsonify(shape(self))
         response.status_code = self.status
         for name, value in self.headers.items():
@@ -63,11 +63,13 @@ class APIError(Exception):
 
 
 _SHAPES: dict[str, Callable[[APIError], dict]] = {}
+_PATHS: dict[str, str] = {}  # path -> blueprint, for errors raised before a route matched (405)
 
 
-def register_shape(blueprint: str, shape: Callable[[APIError], dict]) -> None:
-    """Answer the errors of ``blueprint``'s routes with ``shape(error)`` as the body."""
+def register_shape(blueprint: str, shape: Callable[[APIError], dict], paths: tuple[str, ...] = ()) -> None:
+    """Answer the errors of ``blueprint``'s routes (and of requests to ``paths``) with ``shape(error)``."""
     _SHAPES[blueprint] = shape
+    _PATHS.update({path: blueprint for path in paths})
 
 
 def validation_error(error: ValidationError) -> APIError:
@@ -80,7 +82,8 @@ def validation_error(error: ValidationError) -> APIError:
         return APIError(422, f"unknown field `{where}`", field=field)
     if first["type"] == "missing":
         return APIError(422, f"`{where}` is required", field=field)
-    return APIError(422, f"`{where}`: {first['msg']}", field=field)
+    message = first["msg"].removeprefix("Value error, ")  # our validators' own words
+    return APIError(422, f"`{where}`: {message}", field=field)
 
 
 def _queue_full(error: QueueFull) -> APIError:

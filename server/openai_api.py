@@ -50,7 +50,7 @@ def openai_error_body(error: APIError) -> dict[str, Any]:
     return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
 
 
-errors.register_shape(bp.name, openai_error_body)
+errors.register_shape(bp.name, openai_error_body, paths=("/v1/completions",))
 
 
 @dataclass

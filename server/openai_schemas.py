@@ -75,9 +75,13 @@ class CompletionRequest(BaseModel):
     repetition_penalty: float = native("repetition_penalty")
     form: dict[str, Any] | None = native("form")
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
-    def _prompts(cls, value: str | list[str]) -> str | list[str]:
+    def _prompts(cls, value: Any) -> Any:
+        texts = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        if not texts:
+            raise ValueError("must be a string or a list of strings (token ids are not accepted: "
+                             "textgen's tokens are characters)")
         if isinstance(value, list) and not 1 <= len(value) <= MAX_SAMPLES:
             raise ValueError(f"a list of prompts must hold 1 to {MAX_SAMPLES} strings, got {len(value)}")
         return value
