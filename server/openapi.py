@@ -60,6 +60,24 @@ OPENAI_ERRORS = {
     status: _error(meta["description"], meta.get("headers"), body="OpenAIErrorBody") for status, meta in ERRORS.items()
 }
 
+STREAM_OK = {
+    "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
+                   "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
+                   "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
+                   "`data: {\"error\": {...}}` then `data: [DONE]`.",
+    # The schema describes each event (as OpenAPI 3.2's itemSchema does, and schemathesis reads it).
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+    }}},
+}
+COMPLETIONS_OK = {
+    "description": "The completion; with `stream`, Server-Sent Events: `data: {completion chunk}` (the "
+                   "Completion shape, `finish_reason` null until a choice's last chunk), then `data: [DONE]`; "
+                   "an error after the start is `data: {\"error\": {...}}` then `data: [DONE]`.",
+    "content": {**_json("Completion"), **STREAM_OK["content"]},
+}
+
 # The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
 POEM_FORM = {
     "type": "object", "title": "PoemForm", "required": ["kind", "chars_per_line"], "additionalProperties": False,
@@ -81,46 +99,33 @@ LATEX_FORM = {
 }
 
 
-def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
-    """The description of a server with these settings (and these models, given as examples)."""
+def _components(settings: ServerSettings, model_names: list[str] | None) -> dict[str, Any]:
+    """The schemas, with the configured limits, the models as examples and the shapes of ``form``."""
     components = copy.deepcopy(_COMPONENTS)
     request = components["GenerateRequest"]["properties"]
+    completion = components["CompletionRequest"]["properties"]
     limits = settings.limits
     request["max_new_chars"]["maximum"] = limits.max_new_chars
     request["prompt"]["maxLength"] = limits.max_prompt_chars
-    if model_names:
-        request["model"]["examples"] = list(model_names)
-    forms = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
-                       {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
-             "default": None, "description": request["form"].get("description", "")}
-    request["form"] = forms
-    completion = components["CompletionRequest"]["properties"]
-    completion["form"] = forms
     completion["max_tokens"]["anyOf"][0]["maximum"] = limits.max_new_chars
     for option in completion["prompt"]["anyOf"]:
         (option if option["type"] == "string" else option["items"])["maxLength"] = limits.max_prompt_chars
-    if model_names:
-        completion["model"]["examples"] = list(model_names)
+    forms = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
+                       {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
+             "default": None, "description": request["form"].get("description", "")}
+    for properties in (request, completion):
+        properties["form"] = forms
+        if model_names:
+            properties["model"]["examples"] = list(model_names)
     components["PoemForm"] = POEM_FORM
     components["LatexForm"] = LATEX_FORM
+    return components
+
+
+def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
+    """The description of a server with these settings (and these models, given as examples)."""
+    components = _components(settings, model_names)
     body = {"required": True, "content": _json("GenerateRequest")}
-    stream_ok = {
-        "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
-                       "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
-                       "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
-                       "`data: {\"error\": {...}}` then `data: [DONE]`.",
-        # The schema describes each event (as OpenAPI 3.2's itemSchema does, and schemathesis reads it).
-        "content": {"text/event-stream": {"schema": {
-            "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
-        }}},
-    }
-    completions_ok = {
-        "description": "The completion; with `stream`, Server-Sent Events: `data: {completion chunk}` (the "
-                       "Completion shape, `finish_reason` null until a choice's last chunk), then `data: [DONE]`; "
-                       "an error after the start is `data: {\"error\": {...}}` then `data: [DONE]`.",
-        "content": {**_json("Completion"), **stream_ok["content"]},
-    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "textgen", "version": "1",
@@ -143,11 +148,11 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
                               **ERRORS}}},
             "/v1/generate/stream": {"post": {
                 "summary": "Generate as a stream of Server-Sent Events", "operationId": "generateStream",
-                "requestBody": body, "responses": {"200": stream_ok, **ERRORS}}},
+                "requestBody": body, "responses": {"200": STREAM_OK, **ERRORS}}},
             "/v1/completions": {"post": {
                 "summary": "OpenAI-compatible completions (tokens are characters)", "operationId": "createCompletion",
                 "requestBody": {"required": True, "content": _json("CompletionRequest")},
-                "responses": {"200": completions_ok, **OPENAI_ERRORS}}},
+                "responses": {"200": COMPLETIONS_OK, **OPENAI_ERRORS}}},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics", "operationId": "metrics",
                 "responses": {"200": {"description": "Prometheus text format.",
