@@ -114,6 +114,6 @@ def test_documents_are_joined_and_split_alike_for_every_chunk_size(tmp_path, mon
             results.add((corpus.train, corpus.val))
         assert len(results) == 1
         if len(documents) >= 2 and not isinstance(next(iter(results)), str):
-            train, val = results.pop()
+            _, val = results.pop()
             val_documents = val.split("\n\n")
             assert val_documents == documents[len(documents) - len(val_documents):]
