@@ -61,6 +61,15 @@ def build_corpus(path: Path, megabytes: int, data_dir: Path) -> int:
     return written
 
 
+def _cpu_model() -> str:
+    """``lscpu``'s model name ("" where lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+
+
 def _tree(root: int) -> list[int]:
     """``root`` and its live descendants."""
     children: dict[int, list[int]] = {}
@@ -133,7 +142,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000], help="corpus sizes in MB")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data")))
     parser.add_argument("--workdir", type=Path, default=REPO / ".bench" / "corpus-scale")
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=200, help="training steps on each cache (0: tokenize only)")
     parser.add_argument("--nice", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the corpora and caches")
     parser.add_argument("--out", type=Path, default=None)
@@ -165,6 +174,9 @@ def main() -> None:
                 "load_before": round(os.getloadavg()[0], 2),
             }
             print(f"[{size} MB] tokenize: {entry['tokenize']}", flush=True)
+            if args.steps == 0:
+                results.append(entry)
+                continue
             train = measure(["-m", "textgen.train", "data=text", f"data.path={corpus}", f"data.cache_dir={cache}",
                              "data.memmap_min_mb=0", f"trainer.max_steps={args.steps}", "export.name=corpus-scale",
                              f"export.dir={args.workdir / 'checkpoints'}", f"hydra.run.dir={args.workdir / 'runs' / str(size)}",
@@ -181,11 +193,12 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
     base = results[0]
     summary = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "cpu": _cpu_model()},
         "steps": args.steps, "model": SMALL_MODEL, "results": results,
         "ratios_to_smallest": {
             r["megabytes"]: {key: round(r[part][field] / base[part][field], 2)
-                             for part in ("tokenize", "train") for field in ("peak_pss_mb", "maxrss_mb")
+                             for part in ("tokenize", "train") if part in r for field in ("peak_pss_mb", "maxrss_mb")
                              for key in [f"{part}_{field[:-3]}"]}
             for r in results},
     }

@@ -16,6 +16,13 @@ Bounded: a fixed number of requests per client and a time limit per level; loopb
 
 ``--engine`` also measures the decoding engine alone (DecodeBatch, no HTTP): characters/s at
 batch 1 and 32 and where a step's time goes.
+
+``--quantize none int8`` serves each model once per weight mode (``TEXTGEN_QUANTIZE``), in that
+order for every vocabulary.  ``--same-rows`` measures, right after each level of more than one
+client, the engine alone on exactly the requests that level sent (same prompts, seeds and length,
+``clients`` rows stepped together from their start to their end, round after round, one torch
+thread, the server's weights): the level's characters/s as a share of it is what HTTP, JSON,
+threads and the batcher cost.
 """
 
 from __future__ import annotations
@@ -77,12 +84,13 @@ def free_port() -> int:
 class Server:
     """gunicorn with the production config, on a loopback port."""
 
-    def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int, workers: int = 1) -> None:
+    def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int, workers: int = 1,
+                 quantize: str = "none") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TEXTGEN_CHECKPOINTS": str(checkpoints), "TEXTGEN_MAX_BATCH_SIZE": str(batch_size),
                "TEXTGEN_QUEUE_LENGTH": "256", "TEXTGEN_TORCH_THREADS": str(torch_threads), "TEXTGEN_BIND": f"127.0.0.1:{self.port}", "TEXTGEN_ACCESS_LOG": "",
-               "TEXTGEN_WORKERS": str(workers),
+               "TEXTGEN_WORKERS": str(workers), "TEXTGEN_QUANTIZE": quantize,
                "PYTHONUNBUFFERED": "1"}
         self.log = open(log, "ab")
         self.process = subprocess.Popen(
@@ -106,6 +114,12 @@ class Server:
 
 
 # --------------------------------------------------------------------------- clients
+def request_body(model: str, texts: list[str], k: int, i: int, per_client: int) -> dict:
+    """Request ``i`` of client ``k``."""
+    return {"model": model, "prompt": texts[(k * per_client + i) % len(texts)],
+            "max_new_chars": CHARS, "temperature": 0.8, "seed": k * 1000 + i}
+
+
 def run_level(url: str, model: str, texts: list[str], clients: int, per_client: int, limit_s: float) -> dict:
     """``clients`` closed-loop clients, ``per_client`` requests each (or until ``limit_s``)."""
     latencies: list[float] = []
@@ -118,8 +132,7 @@ def run_level(url: str, model: str, texts: list[str], clients: int, per_client: 
             for i in range(per_client):
                 if time.perf_counter() > stop_at:
                     return
-                body = {"model": model, "prompt": texts[(k * per_client + i) % len(texts)],
-                        "max_new_chars": CHARS, "temperature": 0.8, "seed": k * 1000 + i}
+                body = request_body(model, texts, k, i, per_client)
                 started = time.perf_counter()
                 response = session.post(url + "/v1/generate", json=body, timeout=600)
                 elapsed = time.perf_counter() - started
@@ -176,12 +189,35 @@ def engine(path: Path, texts: list[str], steps: int = 200) -> dict:
     return out
 
 
+def same_rows(path: Path, quantize: str, texts: list[str], clients: int, per_client: int) -> dict:
+    """The engine alone on the requests of a level: round i steps request i of every client together."""
+    loaded = load_export(path, quantize=quantize)
+    batch = DecodeBatch(loaded)
+    chars, started = 0, time.perf_counter()
+    for i in range(per_client):
+        rows = []
+        for k in range(clients):
+            body = request_body(path.name, texts, k, i, per_client)
+            params = SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
+                                    seed=body["seed"])
+            rows.append(batch.make_row(body["prompt"], params))
+        batch.add(rows)
+        while len(batch):
+            batch.step()
+        chars += sum(row.chars for row in rows)
+    seconds = time.perf_counter() - started
+    return {"requests": clients * per_client, "seconds": round(seconds, 2),
+            "requests_per_s": round(clients * per_client / seconds, 2), "chars_per_s": round(chars / seconds)}
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| vocabulary | batching | clients | requests | req/s | chars/s | p50 s | p99 s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| vocabulary | weights | batching | clients | requests | req/s | chars/s | p50 s | p99 s | of engine |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['vocab']} ({r['vocab_size']}) | {r['batching']} | {r['clients']} | {r['requests']} | "
-                     f"{r['requests_per_s']} | {r['chars_per_s']:,} | {r['p50_s']} | {r['p99_s']} |")
+        share = f"{r['engine_share']:.1%}" if "engine_share" in r else ""
+        lines.append(f"| {r['vocab']} ({r['vocab_size']}) | {r['quantize']} | {r['batching']} | {r['clients']} | "
+                     f"{r['requests']} | {r['requests_per_s']} | {r['chars_per_s']:,} | {r['p50_s']} | {r['p99_s']} | "
+                     f"{share} |")
     return "\n".join(lines)
 
 
@@ -197,6 +233,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers, each with its own batcher")
     parser.add_argument("--shipped", action="store_true",
                         help="serve the trained exports in checkpoints/ instead of random-initialised ones")
+    parser.add_argument("--quantize", nargs="+", default=["none"], choices=["none", "int8", "auto"],
+                        help="weights of the server (TEXTGEN_QUANTIZE), each in turn")
+    parser.add_argument("--same-rows", action="store_true",
+                        help="after each level of >1 client, the engine alone on the same requests")
+    parser.add_argument("--tang-export", default=SHIPPED["tang"], help="--shipped: the Tang export to serve")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)  # the engine timings run as the server does
@@ -211,25 +252,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="textgen-load-") as tmp:
         root = Path(tmp)
         for vocab in args.vocab:
-            path = REPO / "checkpoints" / SHIPPED[vocab] if args.shipped else build_export(root / "checkpoints", vocab)
+            shipped = {**SHIPPED, "tang": args.tang_export}
+            path = REPO / "checkpoints" / shipped[vocab] if args.shipped else build_export(root / "checkpoints", vocab)
             vocab_size = load_export(path).tokenizer.vocab_size
             texts = prompts(vocab)
             if args.engine:
                 results["engine"][vocab] = {"vocab_size": vocab_size, **engine(path, texts)}
                 print(vocab, results["engine"][vocab], flush=True)
             for batching in args.batching:
-                server = Server(path.parent, 32 if batching == "on" else 1, server_log, args.torch_threads,
-                                args.workers)
-                try:
-                    run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
-                    for clients in args.clients:
-                        per_client = args.requests_per_client * (4 if clients == 1 else 1)
-                        level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
-                        level.update(vocab=vocab, vocab_size=vocab_size, batching=batching)
-                        results["levels"].append(level)
-                        print(json.dumps(level), flush=True)
-                finally:
-                    server.close()
+                for quantize in args.quantize:
+                    server = Server(path.parent, 32 if batching == "on" else 1, server_log, args.torch_threads,
+                                    args.workers, quantize)
+                    try:
+                        run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
+                        for clients in args.clients:
+                            per_client = args.requests_per_client * (4 if clients == 1 else 1)
+                            level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
+                            level.update(vocab=vocab, vocab_size=vocab_size, batching=batching, quantize=quantize,
+                                         load=round(os.getloadavg()[0], 2))
+                            if args.same_rows and clients > 1 and batching == "on":
+                                level["engine"] = same_rows(path, quantize, texts, clients, per_client)
+                                level["engine_share"] = round(level["chars_per_s"] / level["engine"]["chars_per_s"], 3)
+                            results["levels"].append(level)
+                            print(json.dumps(level), flush=True)
+                    finally:
+                        server.close()
     print()
     print(table(results["levels"]))
     if args.out:

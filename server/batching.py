@@ -109,6 +109,11 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.queue_length = queue_length
         self.metrics = metrics
+        # This model's series, looked up once: the worker updates them at every step.
+        self._queue_depth = metrics.queue_depth.labels(model=name)
+        self._active_rows = metrics.active_rows.labels(model=name)
+        self._batch_size = metrics.batch_size.labels(model=name)
+        self._generated_chars = metrics.generated_chars.labels(model=name)
         # oneDNN's LSTM kernel costs 1.1-5x the native one per decoding step on CPU (docs/SERVING.md);
         # DecodeBatch switches it for its own model calls.
         self.batch = DecodeBatch(loaded, device, onednn=onednn)
@@ -143,7 +148,7 @@ class Batcher:
             if len(self._pending) >= self.queue_length and not self._has_room(job):
                 raise QueueFull(self._retry_after())
             self._pending.append(job)
-            self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+            self._queue_depth.set(len(self._pending))
             self._cond.notify()
         return job
 
@@ -155,7 +160,7 @@ class Batcher:
             job.cancelled = True
             if job in self._pending:
                 self._pending.remove(job)
-                self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+                self._queue_depth.set(len(self._pending))
                 job._fail("cancelled")
             else:
                 self._cancelled.append(job)
@@ -219,7 +224,7 @@ class Batcher:
             admitted.append(self._pending.popleft())
             rows += len(job.rows)
         self._running.update(admitted)
-        self.metrics.queue_depth.labels(model=self.name).set(len(self._pending))
+        self._queue_depth.set(len(self._pending))
         return admitted
 
     def _work(self, cancelled: list[Job], admitted: list[Job]) -> None:
@@ -236,10 +241,10 @@ class Batcher:
                     if row.finished:  # nothing to generate (max_new_chars 0, a form complete already)
                         self._finish(job, index, row)
         if not len(self.batch):
-            self.metrics.active_rows.labels(model=self.name).set(0)
+            self._active_rows.set(0)
             return
-        self.metrics.batch_size.labels(model=self.name).observe(len(self.batch))
-        self.metrics.active_rows.labels(model=self.name).set(len(self.batch))
+        self._batch_size.observe(len(self.batch))
+        self._active_rows.set(len(self.batch))
         started = time.perf_counter()
         out = self.batch.step()
         self._step_seconds = 0.9 * self._step_seconds + 0.1 * (time.perf_counter() - started)
@@ -249,11 +254,11 @@ class Batcher:
                 job._text(index, text)
             if row.finished:
                 self._finish(job, index, row)
-        self.metrics.active_rows.labels(model=self.name).set(len(self.batch))
+        self._active_rows.set(len(self.batch))
 
     def _finish(self, job: Job, index: int, row: Row) -> None:
         sample = row.sample()
-        self.metrics.generated_chars.labels(model=self.name).inc(sample.generated_chars)
+        self._generated_chars.inc(sample.generated_chars)
         job._finish_row(index, sample)
         if job.done.is_set():
             self._done(job)
@@ -272,4 +277,4 @@ class Batcher:
         self.batch.remove(list(self.batch.rows))
         for job in jobs:
             job._fail(message)
-        self.metrics.active_rows.labels(model=self.name).set(0)
+        self._active_rows.set(0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from textgen.quantization import resolve_quantize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -46,9 +48,16 @@ class ServerSettings(_Section):
     torch_threads: int = Field(0, ge=0)
     onednn: bool = False
     """Let torch use oneDNN (mkldnn) while decoding; its LSTM step is slower than the native one on CPU."""
+    quantize: Literal["none", "int8", "auto"] = "auto"
+    """Weights of the decoding step: float32, int8 (CPU only), or int8 on CPU (:mod:`textgen.quantization`)."""
     batching: Batching = Batching()
     limits: Limits = Limits()
     shutdown: Shutdown = Shutdown()
+
+    @model_validator(mode="after")
+    def _quantize_fits_device(self) -> ServerSettings:
+        resolve_quantize(self.quantize, self.device)  # int8 on a GPU: a ValueError naming `quantize`
+        return self
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> ServerSettings:

@@ -85,3 +85,35 @@ def test_random_windows_are_full_and_strided():
         assert PAD_ID not in windows[i][3].tolist()
     with pytest.raises(ValueError, match="shorter than one window"):
         RandomWindows(torch.arange(10, 15), context_chars=4, target_chars=8)
+
+
+def test_documents_are_joined_and_split_alike_for_every_chunk_size(tmp_path, monkeypatch):
+    """The reader yields the text ``separator.join(non-blank documents)`` and cuts val at a
+    document boundary, whichever chunk size it reads with (pieces then hold many documents)."""
+    import random
+
+    from textgen.data import corpus as corpus_module
+
+    rng = random.Random(0)
+    alphabet = ["a", "bc", "\n", "\n\n", " ", "\t", "春", "\n\n\n", "\r\n"]
+    for trial in range(60):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 150)))
+        if not text.strip():
+            continue
+        (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+        documents = [d for d in text.split("\n\n") if d.strip()]
+        results = set()
+        for chunk in (1, 2, 5, 64, 1 << 20):
+            monkeypatch.setattr(corpus_module, "CHUNK_CHARS", chunk)
+            try:
+                corpus = load_corpus(local(tmp_path / "t.txt", split="auto", val_fraction=0.3))
+            except CorpusError as error:  # a blank val tail: the same error at every chunk size
+                results.add(str(error))
+                continue
+            assert corpus.train + corpus.val == "\n\n".join(documents)
+            results.add((corpus.train, corpus.val))
+        assert len(results) == 1
+        if len(documents) >= 2 and not isinstance(next(iter(results)), str):
+            _, val = results.pop()
+            val_documents = val.split("\n\n")
+            assert val_documents == documents[len(documents) - len(val_documents):]

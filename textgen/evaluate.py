@@ -24,7 +24,7 @@ CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 def run(cfg: DictConfig) -> int:
     """Evaluate as ``cfg`` says; returns a process exit code."""
     try:
-        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device)
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize))
         path = Path(cfg.file)
         text = path.read_text(encoding="utf-8")
         if not text:
@@ -38,9 +38,11 @@ def run(cfg: DictConfig) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if cfg.json:
-        print(json.dumps({"checkpoint": str(loaded.path), "file": str(path), **result.to_dict()}))
+        print(json.dumps({"checkpoint": str(loaded.path), "file": str(path), "quantize": loaded.quantize,
+                          **result.to_dict()}))
     else:
-        print(f"{loaded.name} on {path}: {result.bpc:.4f} bits/char ({result.loss:.4f} nats/char), "
+        weights = "" if loaded.quantize == "none" else f" ({loaded.quantize} weights)"
+        print(f"{loaded.name}{weights} on {path}: {result.bpc:.4f} bits/char ({result.loss:.4f} nats/char), "
               f"{result.chars:,} characters in {result.seconds:.1f} s ({result.chars_per_second:,.0f} chars/s)")
     return 0
 

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from textgen.atomic import atomic_directory
 from textgen.models import ModelConfig, Seq2SeqLM
+from textgen.quantization import quantize_model, resolve_quantize
 from textgen.tokenizer import CharTokenizer, TokenizerError
 
 FORMAT = "textgen-export"
@@ -80,6 +81,8 @@ class LoadedModel:
     info: ExportInfo
     metrics: dict[str, Any]
     path: Path
+    quantize: str = "none"
+    """How the weights were loaded: ``none`` (float32) or ``int8`` (:mod:`textgen.quantization`)."""
 
     @property
     def name(self) -> str:
@@ -190,8 +193,14 @@ def unshipped_export_name(export_dir: str | os.PathLike, name: str) -> str:
     return candidate
 
 
-def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load an export folder into a float32 model in eval mode; raises :class:`ExportError`."""
+def load_export(path: str | os.PathLike, device: str | torch.device = "cpu", quantize: str = "none") -> LoadedModel:
+    """Load an export folder into a model in eval mode; raises :class:`ExportError`.
+
+    ``quantize``: ``none`` keeps float32 weights; ``int8`` swaps the decoding step's layers to int8
+    (CPU only); ``auto`` is ``int8`` on CPU, else ``none``.  A bad value raises
+    :class:`textgen.quantization.QuantizeError` (a ``ValueError``) before anything is read.
+    """
+    mode = resolve_quantize(quantize, device)
     path = Path(path)
     info = read_info(path)
     try:
@@ -211,8 +220,9 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as error:
         raise ExportError(f"{path / WEIGHTS} does not match {path / CONFIG}: {error}") from error
-    model.to(device).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, info=info, metrics=read_metrics(path), path=path)
+    model = quantize_model(model.to(device).eval(), mode, device)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, metrics=read_metrics(path), path=path,
+                       quantize=mode)
 
 
 def checkpoints_dir() -> Path:

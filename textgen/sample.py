@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from textgen.cli import command_line
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FormError, prepare_form
+from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
@@ -63,7 +64,7 @@ def run(cfg: DictConfig) -> int:
         prompt = str(cfg.prompt)
         if cfg.prompt_file:
             prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
-        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device)
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize))
         prepared = prepare_form(form_request(cfg), loaded, prompt)
         constraint = None
         if prepared is not None:
@@ -86,7 +87,7 @@ def run(cfg: DictConfig) -> int:
     except FormError as error:
         print(f"error: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (SamplingError, ExportError, OSError) as error:
+    except (SamplingError, ExportError, QuantizeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if streaming:

@@ -32,6 +32,7 @@ MAX_STOP_STRINGS = 8
 MAX_SAMPLES = 16
 MAX_TOP_LOGPROBS = 5
 _SEED_MODULUS = 2**63 - 1
+_UNIFORM_BLOCK = 64  # a row draws its random numbers this many at a time (the same stream as one by one)
 
 
 class SamplingError(ValueError):
@@ -258,10 +259,18 @@ class Row:
     top: list[dict[str, float]] = field(default_factory=list)
     index: int = 0
     finish_reason: str | None = None
+    _uniforms: list[float] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
+
+    def uniform(self) -> float:
+        """The row's next random number in [0, 1): its generator's stream, drawn a block at a time
+        (one ``torch.rand`` call costs as much as 64 numbers; the values are those of single draws)."""
+        if not self._uniforms:
+            self._uniforms = torch.rand(_UNIFORM_BLOCK, generator=self.generator).tolist()[::-1]
+        return self._uniforms.pop()
 
     def sample(self) -> Sample:
         sample = Sample(self.text, self.finish_reason or "length", self.chars, index=self.index)
@@ -271,6 +280,18 @@ class Row:
         if self.params.top_logprobs:
             sample.top_logprobs = self.top[: len(self.text)]
         return sample
+
+
+@dataclass
+class _RowSettings:
+    """The sampling parameters of a batch's rows, each (B,)."""
+
+    temperature: Tensor
+    top_k: Tensor
+    top_p: Tensor
+    penalty: Tensor
+    penalised: bool
+    """Some row has a repetition penalty other than 1."""
 
 
 @contextlib.contextmanager
@@ -339,6 +360,7 @@ class DecodeBatch:
         self.rows: list[Row] = []
         self.state: DecoderState | None = None
         self.seen: Tensor | None = None  # (B, V) tokens in each row's prompt and text
+        self._settings: _RowSettings | None = None  # the rows' parameters as tensors, until rows change
 
     # ----------------------------------------------------------------- membership
     def make_row(
@@ -370,6 +392,7 @@ class DecodeBatch:
         self.state = new_state if self.state is None else DecoderState.cat([self.state, new_state])
         self.seen = seen if self.seen is None else torch.cat([self.seen, seen])
         self.rows.extend(rows)
+        self._settings = None
         for row in rows:
             self._finish_if_done(row)
         self.remove([row for row in rows if row.finished])
@@ -381,6 +404,7 @@ class DecodeBatch:
         if len(keep) == len(self.rows):
             return
         self.rows = [self.rows[i] for i in keep]
+        self._settings = None
         if not keep:
             self.state, self.seen = None, None
             return
@@ -474,14 +498,23 @@ class DecodeBatch:
             narrowed = allowed & self.trained
             allowed = torch.where(narrowed.any(dim=1, keepdim=True), narrowed, allowed)
         logits = logits.masked_fill(~allowed, float("-inf"))
-        penalty = torch.tensor([row.params.repetition_penalty for row in rows], device=self.device)
-        if bool((penalty != 1.0).any()):
-            logits = apply_repetition_penalty(logits, self.seen, penalty)
-        temperature = torch.tensor([row.params.temperature for row in rows], device=self.device)
-        top_k = torch.tensor([row.params.top_k for row in rows], device=self.device)
-        top_p = torch.tensor([row.params.top_p for row in rows], device=self.device)
-        uniforms = torch.stack([torch.rand((), generator=row.generator) for row in rows]).to(self.device)
-        return sample_tokens(logits, temperature, top_k, top_p, uniforms)
+        settings = self._row_settings()
+        if settings.penalised:
+            logits = apply_repetition_penalty(logits, self.seen, settings.penalty)
+        uniforms = torch.tensor([row.uniform() for row in rows], device=self.device)
+        return sample_tokens(logits, settings.temperature, settings.top_k, settings.top_p, uniforms)
+
+    def _row_settings(self) -> _RowSettings:
+        """The rows' sampling parameters as (B,) tensors, built once for each membership of the batch."""
+        if self._settings is None:
+            params = [row.params for row in self.rows]
+            penalty = torch.tensor([p.repetition_penalty for p in params], device=self.device)
+            self._settings = _RowSettings(
+                temperature=torch.tensor([p.temperature for p in params], device=self.device),
+                top_k=torch.tensor([p.top_k for p in params], device=self.device),
+                top_p=torch.tensor([p.top_p for p in params], device=self.device),
+                penalty=penalty, penalised=bool((penalty != 1.0).any()))
+        return self._settings
 
     def _advance(self, row: Row, token: int) -> str:
         """Append ``token`` to ``row``; returns the text that can be released to the client."""

@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
@@ -31,6 +32,9 @@ class TokenizerError(ValueError):
     """A text the tokenizer cannot represent, or a broken tokenizer model."""
 
 
+_BATCH_LINES = 4096  # lines handed on together where lines are streamed in batches
+
+
 def _line_pieces(lines: Iterable[str]) -> Iterator[str]:
     """Lines without their newline, each longer than ``_MAX_SENTENCE_BYTES`` cut into pieces."""
     for line in lines:
@@ -42,6 +46,25 @@ def _line_pieces(lines: Iterable[str]) -> Iterator[str]:
         yield line
 
 
+def _line_piece_batches(batches: Iterable[list[str]]) -> Iterator[list[str]]:
+    """:func:`_line_pieces` of each batch of lines; a batch with no newline and no line that could
+    exceed the byte limit (at most 4 bytes a character) is passed on as it is, without a Python
+    loop over its lines."""
+    short = _MAX_SENTENCE_BYTES // 4
+    for batch in batches:
+        if batch and (max(map(len, batch)) > short or NEWLINE in "".join(batch)):
+            yield list(_line_pieces(batch))
+        else:
+            yield batch
+
+
+def batched(items: Iterable[str], size: int = _BATCH_LINES) -> Iterator[list[str]]:
+    """``items`` in lists of ``size``."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
 def reservoir_sample(items: Iterable[str], limit: int, seed: int = 0) -> list[str]:
     """A uniform random sample of at most ``limit`` items, in one pass, holding ``limit`` at most.
 
@@ -49,32 +72,48 @@ def reservoir_sample(items: Iterable[str], limit: int, seed: int = 0) -> list[st
     draws how many items to skip, so a corpus of millions of lines costs ``limit * log(n / limit)``
     random numbers, not one per line.
     """
+    return reservoir_sample_batches(batched(items), limit, seed)
+
+
+def reservoir_sample_batches(batches: Iterable[list[str]], limit: int, seed: int = 0) -> list[str]:
+    """:func:`reservoir_sample` of the items of ``batches`` (lists), exactly: the same random
+    numbers pick the same items, but skipped items cost no Python step each."""
     if limit < 1:
         raise ValueError(f"a sample needs a positive size, got {limit}")
     rng = random.Random(seed)
-    iterator = iter(items)
-    reservoir = list(itertools.islice(iterator, limit))
+    reservoir: list[str] = []
+    iterator = iter(batches)
+    batch: list[str] = []
+    index = 0  # the next unread item of ``batch``
+    for batch in iterator:
+        take = limit - len(reservoir)
+        reservoir.extend(batch[:take])
+        index = min(take, len(batch))
+        if len(reservoir) == limit:
+            break
     if len(reservoir) < limit:
         return reservoir
     weight = math.exp(math.log(rng.random() or 1e-300) / limit)
     while True:
         skip = int(math.log(rng.random() or 1e-300) / math.log1p(-weight)) if weight < 1.0 else 0
-        item = next(itertools.islice(iterator, skip, None), _END)
-        if item is _END:
-            return reservoir
-        reservoir[rng.randrange(limit)] = item
+        index += skip  # the item to take is ``skip`` items on
+        while index >= len(batch):
+            index -= len(batch)
+            batch = next(iterator, None)
+            if batch is None:
+                return reservoir
+        reservoir[rng.randrange(limit)] = batch[index]
+        index += 1
         weight *= math.exp(math.log(rng.random() or 1e-300) / limit)
 
 
-_END = object()
-
-
-def _training_lines(lines: Iterable[str], limit: int | None, seed: int) -> Iterator[str]:
+def _training_lines(batches: Iterable[list[str]], limit: int | None, seed: int) -> Iterator[str]:
     """Lines for the trainer: long lines cut into pieces; at most ``limit`` by reservoir sampling."""
+    pieces = _line_piece_batches(batches)
     if limit is None:
-        yield from _line_pieces(lines)
+        yield from itertools.chain.from_iterable(pieces)
         return
-    yield from reservoir_sample(_line_pieces(lines), limit, seed)
+    yield from reservoir_sample_batches(pieces, limit, seed)
 
 
 class CharTokenizer:
@@ -95,6 +134,7 @@ class CharTokenizer:
         self.byte_values: list[int] = [self._byte_value(i) for i in range(self.vocab_size)]
         #: How many characters of text each token stands for (a UTF-8 continuation byte: 0).
         self.chars_per_token: list[int] = [self._chars(i) for i in range(self.vocab_size)]
+        self._table: np.ndarray | None = None  # code point -> id, built on first encode_array
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -109,9 +149,20 @@ class CharTokenizer:
         ``max_sentences`` bounds how many lines are held in memory (a uniform random sample of
         them), for corpora larger than memory.
         """
+        return cls.train_batches(batched(lines), max_sentences, seed)
+
+    @classmethod
+    def train_batches(
+        cls,
+        batches: Iterable[list[str]],
+        max_sentences: int | None = None,
+        seed: int = 0,
+    ) -> CharTokenizer:
+        """:meth:`train` on the lines of ``batches`` (lists of lines): the same tokenizer, faster
+        for a corpus of millions of lines."""
         model = _ProtoBuffer()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_training_lines(lines, max_sentences, seed),
+            sentence_iterator=_training_lines(batches, max_sentences, seed),
             model_writer=model,
             model_type="char",
             vocab_size=_VOCAB_CEILING,
@@ -174,6 +225,59 @@ class CharTokenizer:
             raise TokenizerError(f"the tokenizer cannot represent {where}")
         return ids
 
+    def encode_array(self, text: str, dtype: np.dtype | type = np.int64) -> np.ndarray:
+        """``encode(text)`` as an array, by table lookup: one id per character, a character outside
+        the vocabulary as its UTF-8 byte pieces, exactly as SentencePiece's char model gives them
+        (``tests/test_tokenizer.py`` compares the two), 50-100x faster on a large text.
+
+        Unlike :meth:`encode` it does not decode the ids again to check the round trip; it raises
+        :class:`TokenizerError` for the two characters that cannot round-trip, a lone surrogate and
+        ``"\u2581"`` (SentencePiece's space symbol).
+        """
+        table, byte_ids = self._lookup()
+        try:
+            points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError as error:
+            raise TokenizerError(
+                f"the tokenizer cannot represent character U+{ord(text[error.start]):04X} at position "
+                f"{error.start} (a lone surrogate is not a Unicode character)") from error
+        ids = table[points]  # (chars,) int32: an id, _UNSEEN, or _REJECTED
+        outside = ids < 0
+        if not outside.any():
+            return ids.astype(dtype)
+        if (ids == _REJECTED).any():
+            position = int(np.flatnonzero(ids == _REJECTED)[0])
+            raise TokenizerError(f"the tokenizer cannot represent character {SPACE_PIECE!r} (U+2581) "
+                                 f"at position {position}")
+        unseen = points[outside].astype(np.int64)
+        lengths = np.ones(len(points), dtype=np.int64)
+        lengths[outside] = 1 + (unseen >= 0x80) + (unseen >= 0x800) + (unseen >= 0x10000)  # UTF-8 bytes
+        starts = np.cumsum(lengths) - lengths
+        out = np.empty(int(lengths.sum()), dtype=np.int64)
+        out[starts[~outside]] = ids[~outside]
+        unseen_starts = starts[outside]
+        for offset, byte in enumerate(_utf8_bytes(unseen)):
+            has = byte >= 0
+            out[unseen_starts[has] + offset] = byte_ids[byte[has]]
+        return out.astype(dtype)
+
+    def _lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """(code point -> id table, byte value -> byte piece id)."""
+        if self._table is None:
+            table = np.full(_CODE_POINTS, _UNSEEN, dtype=np.int32)
+            byte_ids = np.zeros(256, dtype=np.int64)
+            for token, piece in enumerate(self.pieces):
+                if self._sp.is_byte(token):
+                    byte_ids[self.byte_values[token]] = token
+                elif not (self._sp.is_control(token) or self._sp.is_unknown(token)):
+                    if len(piece) != 1:
+                        raise TokenizerError(f"not a character model: piece {token} is {piece!r}")
+                    table[ord(" " if piece == SPACE_PIECE else piece)] = token
+            if table[ord(SPACE_PIECE)] == _UNSEEN:
+                table[ord(SPACE_PIECE)] = _REJECTED
+            self._table, self._byte_ids = table, byte_ids
+        return self._table, self._byte_ids
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; byte pieces are joined into UTF-8 characters."""
         return self._sp.decode(list(ids))
@@ -212,6 +316,21 @@ def add_token_logprob(char_logprobs: list[float], chars: int, logprob: float) ->
         char_logprobs.extend([logprob / chars] * chars)
     elif char_logprobs:
         char_logprobs[-1] += logprob
+
+
+_CODE_POINTS = 0x110000
+_UNSEEN, _REJECTED = -1, -2  # table entries: a character outside the vocabulary; U+2581
+
+
+def _utf8_bytes(points: np.ndarray) -> list[np.ndarray]:
+    """The UTF-8 bytes of code points, as four arrays (byte 0..3 of each; -1 past its length)."""
+    n = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+    lead = np.select([n == 1, n == 2, n == 3], [points, 0xC0 | points >> 6, 0xE0 | points >> 12], 0xF0 | points >> 18)
+    out = [lead]
+    for k in (1, 2, 3):  # continuation byte k carries bits 6 * (n - 1 - k) and up
+        shift = 6 * np.maximum(n - 1 - k, 0)
+        out.append(np.where(n > k, 0x80 | (points >> shift) & 0x3F, -1))
+    return out
 
 
 class _ProtoBuffer:

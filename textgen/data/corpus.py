@@ -17,6 +17,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import itertools
 import json
 import lzma
 import os
@@ -128,12 +129,15 @@ def read_chunks(path: Path, size: int | None = None) -> Iterator[str]:
         raise CorpusError(f"{path} cannot be read: {error}") from error
 
 
-def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str, bool]]:
-    """The non-blank documents of a text, joined by ``separator``, as ``(piece, starts_document)``.
+def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str, list[int]]]:
+    """The non-blank documents of a text, joined by ``separator``, as ``(piece, starts)``: ``starts``
+    are the offsets in ``piece`` where a document begins.
 
     The pieces concatenate to ``separator.join(d for d in text.split(separator) if d.strip())``,
     read in one pass holding one chunk (and a document's leading whitespace) at a time.  The
-    separator before a document belongs to the document before it.
+    separator before a document belongs to the document before it.  The documents that begin and
+    end inside one chunk come as one piece: a corpus of millions of short documents costs no
+    Python step per document beyond a list comprehension.
     """
     keep = len(separator) - 1  # a separator may straddle two chunks
     buffer = ""
@@ -141,15 +145,15 @@ def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str
     is_open = False  # the current document has non-blank text and is being emitted
     emitted = False  # some document was emitted (the next one needs a separator first)
 
-    def add(text: str) -> Iterator[tuple[str, bool]]:
+    def add(text: str) -> Iterator[tuple[str, list[int]]]:
         nonlocal blank, is_open
         if is_open:
             if text:
-                yield text, False
+                yield text, []
         elif text and not text.isspace():
             if emitted:
-                yield separator, False
-            yield blank + text, True
+                yield separator, []
+            yield blank + text, [0]
             blank, is_open = "", True
         else:
             blank += text
@@ -159,12 +163,21 @@ def split_documents(chunks: Iterator[str], separator: str) -> Iterator[tuple[str
         emitted = emitted or is_open
         blank, is_open = "", False
 
+    step = len(separator)
     for chunk in chunks:
         documents = (buffer + chunk).split(separator)
         buffer = documents.pop()  # its end may still grow, or be the start of a separator
-        for document in documents:
-            yield from add(document)
+        if documents:  # the first one ends the open document; the others are whole documents
+            yield from add(documents[0])
             end()
+            whole = [d for d in documents[1:] if d and not d.isspace()]
+            if whole:
+                lead = separator if emitted else ""
+                starts = [len(lead)]
+                for length in itertools.accumulate(len(d) + step for d in whole[:-1]):
+                    starts.append(len(lead) + length)
+                yield lead + separator.join(whole), starts
+                emitted = True
         if len(buffer) > keep:
             yield from add(buffer[: len(buffer) - keep])
             buffer = buffer[len(buffer) - keep:]
@@ -277,7 +290,7 @@ class LocalCorpus(CorpusReader):
         nonblank = False
         for piece, starts in self._pieces():
             chars += len(piece)
-            documents += starts
+            documents += len(starts)
             nonblank = nonblank or (bool(piece) and not piece.isspace())
         if not nonblank:
             raise CorpusError(f"data.path: {self.path} is empty")
@@ -295,25 +308,25 @@ class LocalCorpus(CorpusReader):
     def chars(self) -> int:  # type: ignore[override]
         return self._scan()[0]
 
-    def _pieces(self) -> Iterator[tuple[str, bool]]:
-        """The corpus text as ``(piece, starts_document)``."""
+    def _pieces(self) -> Iterator[tuple[str, list[int]]]:
+        """The corpus text as ``(piece, starts)``: the offsets in ``piece`` where a document begins."""
         if self.path.is_dir():
             for path in self.files:
                 first = True
                 for chunk in read_chunks(path):
-                    yield chunk, first
+                    yield chunk, [0] if first else []
                     first = False
                 if first:
-                    yield "", True  # an empty file is a document too
+                    yield "", [0]  # an empty file is a document too
             return
         separator = self.config.document_separator
         if not separator:
             first = True
             for chunk in read_chunks(self.path):
-                yield chunk, first
+                yield chunk, [0] if first else []
                 first = False
             if first:
-                yield "", True
+                yield "", [0]
             return
         yield from split_documents(read_chunks(self.path), separator)
 
@@ -336,12 +349,21 @@ class LocalCorpus(CorpusReader):
         budget = n * self.config.val_fraction
         document, part = -1, "train"
         for piece, starts in self._pieces():
-            if starts:
-                document += 1
-                # The val documents are the last ones whose total fits the budget (at least one).
-                if part == "train" and document >= 1 and (n - position <= budget or document == documents - 1):
-                    part = "val"
-            yield part, piece
+            cut = None
+            if part == "train":
+                for offset in starts:
+                    document += 1
+                    # The val documents are the last ones whose total fits the budget (at least one).
+                    if document >= 1 and (n - position - offset <= budget or document == documents - 1):
+                        cut = offset
+                        break
+            if cut is None:
+                yield part, piece
+            else:
+                if cut:
+                    yield "train", piece[:cut]
+                part = "val"
+                yield "val", piece[cut:]
             position += len(piece)
 
     def fingerprint(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ import numpy as np
 
 from textgen.atomic import atomic_directory
 from textgen.data.corpus import CHUNK_CHARS, CorpusConfig, CorpusError, CorpusReader, open_corpus
-from textgen.tokenizer import NEWLINE, SPACE_PIECE, UNK_ID, CharTokenizer, TokenizerError, _MAX_SENTENCE_BYTES
+from textgen.tokenizer import NEWLINE, UNK_ID, CharTokenizer, TokenizerError, _MAX_SENTENCE_BYTES
 
 FORMAT, VERSION = "textgen-tokens", 1
 META, TOKENIZER, PARTS = "meta.json", "tokenizer.model", ("train", "val")
@@ -98,18 +99,23 @@ def train_lines(reader: CorpusReader) -> Iterator[str]:
     A line longer than the tokenizer's sentence limit is handed over in the same pieces the
     tokenizer would cut it into, so one line never has to fit in memory.
     """
+    return itertools.chain.from_iterable(train_line_batches(reader))
+
+
+def train_line_batches(reader: CorpusReader) -> Iterator[list[str]]:
+    """:func:`train_lines` in lists, a piece of the corpus at a time (no Python step per line)."""
     pending = ""
     for part, piece in reader.parts():
         if part != "train":
             break
         lines = (pending + piece).split(NEWLINE)
         pending = lines.pop()
-        yield from lines
+        yield lines
         cut = _MAX_SENTENCE_BYTES // 4
         while len(pending) > _MAX_SENTENCE_BYTES:  # more characters than bytes allowed: too long for sure
-            yield pending[:cut]
+            yield [pending[:cut]]
             pending = pending[cut:]
-    yield pending
+    yield [pending]
 
 
 def train_tokenizer(reader: CorpusReader, input_sentence_size: int | None, seed: int = 0) -> CharTokenizer:
@@ -118,7 +124,7 @@ def train_tokenizer(reader: CorpusReader, input_sentence_size: int | None, seed:
     With no more lines than that (every shipped corpus), it is exactly
     ``CharTokenizer.train_on_text(train_text)``.
     """
-    return CharTokenizer.train(train_lines(reader), max_sentences=input_sentence_size, seed=seed)
+    return CharTokenizer.train_batches(train_line_batches(reader), max_sentences=input_sentence_size, seed=seed)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -135,9 +141,7 @@ def _encode_chunk(text: str) -> tuple[bytes, int, int, bool]:
     """Ids of one chunk as raw bytes, its characters, how many fell back to bytes, and whether it
     has more than whitespace."""
     tokenizer: CharTokenizer = _WORKER["tokenizer"]
-    if SPACE_PIECE in text:  # it would decode as a space: the one character that cannot round-trip
-        raise TokenizerError(f"the tokenizer cannot represent character {SPACE_PIECE!r} (U+2581)")
-    ids = np.array(tokenizer._sp.encode(text), dtype=_WORKER["dtype"])
+    ids = tokenizer.encode_array(text, dtype=_WORKER["dtype"])  # rejects U+2581, which cannot round-trip
     if (ids == UNK_ID).any():
         raise TokenizerError("the tokenizer produced <unk> ids: it was not trained with byte fallback")
     return ids.tobytes(), len(text), int(np.count_nonzero(_WORKER["fallback"][ids])), not text.isspace()
