@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from textgen.forms import LatexForm, TangForm, form_schema
+
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
 
@@ -54,25 +56,9 @@ ERRORS = {
 }
 
 
-# The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
-POEM_FORM = {
-    "type": "object", "title": "PoemForm", "required": ["kind", "chars_per_line"], "additionalProperties": False,
-    "properties": {
-        "kind": {"enum": ["jueju", "lushi"], "description": "Quatrain (4 verses) or regulated verse (8)."},
-        "chars_per_line": {"enum": [5, 7], "description": "Chinese characters per verse."},
-        "acrostic": {"type": "string", "description": "The first character of each verse."},
-        "title": {"type": "string", "description": "Written first, as the poem's title line."},
-        "rhyme": {"type": "boolean", "description": "The even verses end on one rhyme."},
-    },
-}
-LATEX_FORM = {
-    "type": "object", "title": "LatexForm", "required": ["kind"], "additionalProperties": False,
-    "properties": {
-        "kind": {"const": "latex"},
-        "environment": {"type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
-                        "description": "Write one such environment, balanced."},
-    },
-}
+# The shapes of `form`, from the form dataclasses (checked by textgen.forms, which answers 422 with the field).
+POEM_FORM = form_schema(TangForm, "PoemForm")
+LATEX_FORM = form_schema(LatexForm, "LatexForm")
 
 
 def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
