@@ -24,6 +24,8 @@ class GenerateRequest(BaseModel):
     top_k: int = Field(0, ge=0, le=2**31 - 1, description="Keep the k most likely characters; 0 keeps all.")
     top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling; 1.0 keeps all.")
     repetition_penalty: float = Field(1.0, gt=0, allow_inf_nan=False, description="> 1 discourages repeats.")
+    min_p: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
+                         description="Drop characters less likely than min_p times the most likely one; 0 keeps all.")
     seed: int | None = Field(None, ge=0, description="The same seed gives the same text, batched or not.")
     stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_STRINGS,
                                    description="Generation ends before the first of these strings.")

@@ -24,8 +24,8 @@ from textgen.forms import FORM_CLASSES, FormError, LatexForm, TangForm, check_te
 from textgen.sampling import SamplingParams, generate
 
 TEMPERATURES = (0.0, 0.5, 1.0, 1.5, 2.0)
-SEEDS_PER_TEMPERATURE = 2
-ROWS = 8
+SEEDS_PER_TEMPERATURE = 1
+ROWS = 16
 
 FORMS = [
     {"kind": "jueju", "chars_per_line": 5, "tones": True},
@@ -187,3 +187,21 @@ def test_form_fields_have_one_source():
     assert set(schemas["LatexForm"]["properties"]) == form_keys(LatexForm)
     assert set(FORM_CLASSES) == {"jueju", "lushi", "latex"}
     assert Path(REPO / "conf" / "sample.yaml").is_file()
+
+
+def test_min_p_keeps_only_tokens_near_the_most_likely():
+    import torch
+
+    from textgen.sampling import SamplingError, sample_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    ones = torch.ones(2000)
+    drawn = sample_tokens(logits, ones, torch.zeros(2000, dtype=torch.long), ones, torch.rand(2000),
+                          torch.full((2000,), 0.2))
+    assert set(drawn.tolist()) == {0, 1, 2}  # 0.05 < 0.2 x 0.5: dropped; 0.15 >= 0.1: kept
+    drawn = sample_tokens(logits, ones, torch.zeros(2000, dtype=torch.long), ones, torch.rand(2000),
+                          torch.zeros(2000))
+    assert set(drawn.tolist()) == {0, 1, 2, 3}
+    with pytest.raises(SamplingError) as caught:
+        SamplingParams(min_p=1.5)
+    assert caught.value.field == "min_p"

@@ -33,7 +33,8 @@ def sampling_params(cfg: DictConfig) -> SamplingParams:
         stop = [stop]
     return SamplingParams(
         max_new_chars=cfg.max_new_chars, temperature=float(cfg.temperature), top_k=cfg.top_k,
-        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), seed=cfg.seed,
+        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), min_p=float(cfg.min_p),
+        seed=cfg.seed,
         stop=stop, n=cfg.n,
     )
 

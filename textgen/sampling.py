@@ -56,6 +56,8 @@ class SamplingParams:
     """Keep the smallest set of tokens whose probability reaches p (nucleus); 1.0 keeps all."""
     repetition_penalty: float = 1.0
     """CTRL-style penalty (> 1 discourages) on tokens already in the prompt or the text."""
+    min_p: float = 0.0
+    """Drop tokens less likely than ``min_p`` times the most likely one (after temperature); 0 keeps all."""
     seed: int | None = None
     """Seed of this request's random generator; the same seed gives the same text."""
     stop: Sequence[str] = ()
@@ -75,6 +77,7 @@ class SamplingParams:
             ("top_p", _finite(self.top_p) and 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
             ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0,
              "must be > 0"),
+            ("min_p", _finite(self.min_p) and 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
             ("seed", self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
              "must be null or an integer >= 0"),
             ("stop", len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop),
@@ -107,10 +110,12 @@ def sample_tokens(
     top_k: Tensor,
     top_p: Tensor,
     uniforms: Tensor,
+    min_p: Tensor | None = None,
 ) -> Tensor:
     """Draw one token per row from ``logits`` (B, V) with per-row settings (each (B,)).
 
-    Temperature 0 is argmax.  ``top_k`` 0 and ``top_p`` 1 disable truncation.  ``uniforms`` in
+    Temperature 0 is argmax.  ``top_k`` 0, ``top_p`` 1 and ``min_p`` 0 (or None) disable truncation;
+    ``min_p`` keeps the tokens at least ``min_p`` times as likely as the most likely one.  ``uniforms`` in
     [0, 1) are the rows' random numbers: the draw is an inverse-CDF lookup (cumulative sum +
     ``searchsorted``), much faster than ``torch.multinomial`` for large vocabularies.  Masked
     tokens carry ``-inf`` and are never drawn.
@@ -118,6 +123,10 @@ def sample_tokens(
     B, V = logits.shape
     greedy = temperature <= 0
     scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
+    if min_p is not None and bool((min_p > 0).any()):
+        # p_i >= min_p * p_max  <=>  scaled_i >= max(scaled) + log(min_p)
+        floor = scaled.max(dim=-1, keepdim=True).values + torch.log(min_p.clamp(min=1e-30))[:, None]
+        scaled = scaled.masked_fill((scaled < floor) & (min_p[:, None] > 0), float("-inf"))
     truncate = bool(((top_k > 0) & (top_k < V)).any() or (top_p < 1.0).any())
     if truncate:
         scaled, order = scaled.sort(dim=-1, descending=True)  # (B, V)
@@ -404,8 +413,9 @@ class DecodeBatch:
         temperature = torch.tensor([row.params.temperature for row in rows], device=self.device)
         top_k = torch.tensor([row.params.top_k for row in rows], device=self.device)
         top_p = torch.tensor([row.params.top_p for row in rows], device=self.device)
+        min_p = torch.tensor([row.params.min_p for row in rows], device=self.device)
         uniforms = torch.stack([torch.rand((), generator=row.generator) for row in rows]).to(self.device)
-        return sample_tokens(logits, temperature, top_k, top_p, uniforms)
+        return sample_tokens(logits, temperature, top_k, top_p, uniforms, min_p)
 
     def _advance(self, row: Row, token: int) -> str:
         """Append ``token`` to ``row``; returns the text that can be released to the client."""

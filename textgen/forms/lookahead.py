@@ -69,21 +69,21 @@ class PoemPlan:
         self.rhyme_sets = [ts for ts in range(TONE_SETS) if not form.tones or ts & PING]
         self.suffix = {p: self._suffix(p) for p in (0, 1)}
         self.placements = {w: self._placements(w) for w in self.keywords}
+        #: keyword -> pattern -> verse -> (whether a start needs no rhyme group, the groups other starts need)
+        self.verse_options = {w: {p: self._verse_options(w, p) for p in (0, 1)} for w in self.keywords}
         self.tables = tables
         self.counts: list[int] = [0] * (TONE_SETS * CLASS_GROUPS)
         self.exclude: Tensor | None = None
-        self.keyword_ids: list[tuple[str, int]] = []
         if tables is not None:
             self.counts = list(tables.class_counts)
             for char in special:
                 if char in tables.ids and tables.has_head(char):
                     self.counts[char_class(char)] -= 1
             exclude = torch.zeros_like(tables.han)
-            for char in self.keyword_chars + (list(self.heads) if form.no_repeat else []):
+            for char in (self.keyword_chars + list(self.heads)) if form.no_repeat else []:
                 if char in tables.ids:
                     exclude[tables.ids[char]] = True
-            self.exclude = exclude
-            self.keyword_ids = [(c, tables.ids[c]) for c in self.keyword_chars if tables.has_head(c)]
+            self.exclude = exclude  # under no_repeat the heads and keywords have their own slots
 
     def _suffix(self, pattern: int) -> list[tuple[int, int, int, int]]:
         """(rhyme, 平, 仄, free) slots from each flat slot index (verse * L + position) on."""
@@ -105,6 +105,14 @@ class PoemPlan:
                 counts[kinds[i]] += 1
             out[i] = tuple(counts)
         return out
+
+    def _verse_options(self, word: str, pattern: int) -> list[tuple[bool, frozenset[int]]]:
+        options: list[tuple[bool, set[int]]] = [(False, set()) for _ in range(self.verses)]
+        for verse, _, patterns, group in self.placements[word]:
+            if patterns >> pattern & 1:
+                free, groups = options[verse]
+                options[verse] = (free or group < 0, groups | ({group} if group >= 0 else set()))
+        return [(free, frozenset(groups)) for free, groups in options]
 
     def _placements(self, word: str) -> list[tuple[int, int, int, int]]:
         """(verse, start, pattern bits, rhyme group or -1) of each place ``word`` may stand."""
@@ -198,16 +206,22 @@ def _keyword_verses(state: TangConstraint, pattern: int, generic: bool) -> list[
     """For each keyword still to write: (verses it may go to whatever the group, {group: more verses})."""
     out = []
     verse, position, L = state.verse, state.position, state.plan.L
+    no_repeat = state.form.no_repeat
     for word in state.pending:
         base: set[int] = set()
         by_group: dict[int, set[int]] = {}
-        for v, start, patterns, group in state.plan.placements[word]:
-            if not patterns >> pattern & 1 or v < verse or v in state.keyword_verses:
-                continue
-            unwritten = word
-            if v == verse:
-                if position >= L:
+        if not (no_repeat and any(c in state.used for c in word)):  # later verses: the static options
+            for v, (free, groups) in enumerate(state.plan.verse_options[word][pattern]):
+                if v > verse and v not in state.keyword_verses:
+                    if free:
+                        base.add(v)
+                    for group in groups:
+                        by_group.setdefault(group, set()).add(v)
+        if position < L and verse not in state.keyword_verses:
+            for v, start, patterns, group in state.plan.placements[word]:
+                if v != verse or not patterns >> pattern & 1:
                     continue
+                unwritten = word
                 if start < position or (start == position and generic):
                     if generic or start + len(word) <= position or \
                             state.verse_text[start:position] != word[:position - start]:
@@ -215,9 +229,9 @@ def _keyword_verses(state: TangConstraint, pattern: int, generic: bool) -> list[
                     unwritten = word[position - start:]
                 if start <= position and _completes_another(state, word, start):
                     continue
-            if state.form.no_repeat and any(c in state.used for c in unwritten):
-                continue
-            (base if group < 0 else by_group.setdefault(group, set())).add(v)
+                if no_repeat and any(c in state.used for c in unwritten):
+                    continue
+                (base if group < 0 else by_group.setdefault(group, set())).add(v)
         out.append((base, by_group))
     return out
 

@@ -301,15 +301,25 @@ class TangConstraint:
         mask = mask & ~self.plan.exclude
         if self.used_mask is not None:
             mask = mask & ~self.used_mask
-        for char, i in self.plan.keyword_ids:
+        for char in self._keyword_steps():
             probe = self._probe()
             try:
                 probe.feed(char)
+                ok = probe.feasible()
             except LayoutError:
-                continue
-            if probe.feasible():
-                mask[i] = True
+                ok = False
+            mask[tables.ids[char]] = ok
         return mask
+
+    def _keyword_steps(self) -> set[str]:
+        """The characters that would begin, continue or finish a pending keyword at this slot (tried one
+        by one; any other keyword character acts as an ordinary one, or under ``no_repeat`` is excluded)."""
+        steps = set()
+        for word in self.pending:
+            for start in range(max(0, self.position - len(word) + 1), self.position + 1):
+                if self.verse_text[start:self.position] == word[:self.position - start]:
+                    steps.add(word[self.position - start])
+        return steps
 
     def advance(self, token: int, text: str) -> None:
         for char in text:
