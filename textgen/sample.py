@@ -52,13 +52,15 @@ def form_request(cfg: DictConfig) -> dict | None:
     kind = str(cfg.form)
     form: dict = {"kind": kind}
     fields = {f.name: f for cls in dict.fromkeys(FORM_CLASSES.values()) for f in dataclasses.fields(cls)}
+    own = {f.name for f in dataclasses.fields(FORM_CLASSES[kind])} if kind in FORM_CLASSES else set()
     for name, spec in fields.items():
         if name == "kind" or name not in cfg:
             continue
         value = cfg[name]
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        if name == "chars_per_line" and kind in ("jueju", "lushi"):
-            form[name] = value
+        if spec.default is dataclasses.MISSING:  # a required field: passed to the kinds that have it
+            if name in own:
+                form[name] = value
         elif value is not None and value != spec.default and not (value == [] and spec.default == ()):
             form[name] = _typed(value, spec.metadata.get("schema", {}))
     return form

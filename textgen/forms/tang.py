@@ -315,11 +315,12 @@ class TangConstraint:
         """The characters that would begin, continue or finish a pending keyword at this slot (tried one
         by one; any other keyword character acts as an ordinary one, or under ``no_repeat`` is excluded)."""
         steps = set()
+        heads = self.form.acrostic if self.form.no_repeat else ""
         for word in self.pending:
             for start in range(max(0, self.position - len(word) + 1), self.position + 1):
                 if self.verse_text[start:self.position] == word[:self.position - start]:
                     steps.add(word[self.position - start])
-        return steps
+        return steps - set(heads)  # under no_repeat a head stands only in its own slot (not this one)
 
     def advance(self, token: int, text: str) -> None:
         for char in text:
