@@ -158,7 +158,7 @@ def accept(stream: bool) -> Accepted:
     check_limits(req.prompt, req.max_new_chars)
     params = SamplingParams(
         max_new_chars=req.max_new_chars, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
-        repetition_penalty=req.repetition_penalty, seed=req.seed, stop=req.stop, n=req.n, best_of=req.best_of,
+        repetition_penalty=req.repetition_penalty, min_p=req.min_p, seed=req.seed, stop=req.stop, n=req.n, best_of=req.best_of,
         return_logprobs=req.return_logprobs,
     )
     if stream:

@@ -11,6 +11,8 @@ import copy
 from typing import Any
 
 from server.openai_schemas import Completion, CompletionRequest, OpenAIErrorBody
+from textgen.forms import LatexForm, TangForm, form_schema
+
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
 
@@ -78,25 +80,9 @@ COMPLETIONS_OK = {
     "content": {**_json("Completion"), **STREAM_OK["content"]},
 }
 
-# The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
-POEM_FORM = {
-    "type": "object", "title": "PoemForm", "required": ["kind", "chars_per_line"], "additionalProperties": False,
-    "properties": {
-        "kind": {"enum": ["jueju", "lushi"], "description": "Quatrain (4 verses) or regulated verse (8)."},
-        "chars_per_line": {"enum": [5, 7], "description": "Chinese characters per verse."},
-        "acrostic": {"type": "string", "description": "The first character of each verse."},
-        "title": {"type": "string", "description": "Written first, as the poem's title line."},
-        "rhyme": {"type": "boolean", "description": "The even verses end on one rhyme."},
-    },
-}
-LATEX_FORM = {
-    "type": "object", "title": "LatexForm", "required": ["kind"], "additionalProperties": False,
-    "properties": {
-        "kind": {"const": "latex"},
-        "environment": {"type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
-                        "description": "Write one such environment, balanced."},
-    },
-}
+# The shapes of `form`, from the form dataclasses (checked by textgen.forms, which answers 422 with the field).
+POEM_FORM = form_schema(TangForm, "PoemForm")
+LATEX_FORM = form_schema(LatexForm, "LatexForm")
 
 
 def _components(settings: ServerSettings, model_names: list[str] | None) -> dict[str, Any]:

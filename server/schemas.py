@@ -27,6 +27,8 @@ class GenerateRequest(BaseModel):
     top_p: float = Field(DEFAULTS.top_p, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling; 1.0 keeps all.")
     repetition_penalty: float = Field(DEFAULTS.repetition_penalty, gt=0, allow_inf_nan=False,
                                       description="> 1 discourages repeats.")
+    min_p: float = Field(DEFAULTS.min_p, ge=0, le=1, allow_inf_nan=False,
+                         description="Drop characters less likely than min_p times the most likely one; 0 keeps all.")
     seed: int | None = Field(DEFAULTS.seed, ge=0, description="The same seed gives the same text, batched or not.")
     stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_STRINGS,
                                    description="Generation ends before the first of these strings.")

@@ -110,4 +110,30 @@ def test_page_returns_the_best_of_several_drafts(live, browser):
     native = live.post("/v1/generate", {"model": "tiny-tang", "form": {"kind": "jueju", "chars_per_line": 5},
                                         "seed": 2, "best_of": 4}).json()
     assert page.inner_text("#output") == native["samples"][0]["text"]  # the page shows the server's best draft
+
+
+def test_page_writes_a_regulated_poem_with_keywords(live, browser):
+    from poem_rules import poem_problems
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page.select_option("#model", "tiny-tang")
+    page.select_option("#form", "lushi-7")
+    page.fill("#title", "秋夜")
+    page.check("#rhyme")
+    page.select_option("#tones", "any")
+    page.check("#no_repeat")
+    page.fill("#keywords", "月 江")
+    page.fill("#seed", "2")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('characters in')",
+                           timeout=60_000)
+    assert "finish: form_complete" in page.inner_text("#status")
+    title, _, poem = page.inner_text("#output").partition("\n")
+    form = {"kind": "lushi", "chars_per_line": 7, "rhyme": True, "tones": True, "no_repeat": True,
+            "keywords": ["月", "江"]}
+    assert title == "秋夜" and poem_problems(poem, form) == [], poem
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT.replace(".png", "-rules.png"), full_page=True)
     page.close()

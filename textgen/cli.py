@@ -7,17 +7,26 @@ from __future__ import annotations
 TEXT_KEYS = frozenset({"prompt", "title", "acrostic"})
 
 
+def _quote(value: str) -> str:
+    body = value.replace("'", "\\'")
+    tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote
+    return "'" + body + "\\" * tail + "'"
+
+
 def quote_overrides(args: list[str]) -> list[str]:
     """Quote override values Hydra's grammar would refuse or parse: non-ASCII ones (``title=春日``)
-    and every value of a free-text key (``prompt=\begin{lemma}``, ``prompt=[x]``)."""
+    and every value of a free-text key (``prompt=\begin{lemma}``, ``prompt=[x]``).  A list of
+    another key keeps its brackets and has its items quoted (``keywords=[月,江]``)."""
     quoted = []
     for arg in args:
         key, eq, value = arg.partition("=")
         needs = not value.isascii() or (key in TEXT_KEYS and value != "")
         if eq and not key.startswith("-") and needs and value[:1] not in ("'", '"'):
-            body = value.replace("'", "\\'")
-            tail = len(body) - len(body.rstrip("\\"))  # backslashes before the closing quote
-            arg = f"{key}='" + body + "\\" * tail + "'"
+            if key not in TEXT_KEYS and value.startswith("[") and value.endswith("]") and len(value) > 2:
+                items = [item.strip() for item in value[1:-1].split(",")]
+                arg = f"{key}=[" + ",".join(item if item[:1] in ("'", '"') else _quote(item) for item in items) + "]"
+            else:
+                arg = f"{key}=" + _quote(value)
         quoted.append(arg)
     return quoted
 

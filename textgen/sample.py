@@ -3,13 +3,15 @@
 A thin shell over :func:`textgen.sampling.generate`, the API the server and evaluation use too.
 One sample streams to stdout as it is written; ``n`` > 1 samples are generated as one batch and
 printed in turn.  ``best_of=k`` draws k candidates as one batch and prints the ``n`` the model finds
-most likely per character, best first, each with its log-probability per character.  ``form=jueju|lushi|latex`` (with ``chars_per_line``, ``acrostic``, ``title``,
-``rhyme``, ``environment``) samples under a form of :mod:`textgen.forms`, exactly as the REST
-API's ``form`` object does.
+most likely per character, best first, each with its log-probability per character.
+``form=jueju|lushi|latex`` (with the fields of the form's dataclass as options: ``chars_per_line``,
+``acrostic``, ``title``, ``rhyme``, ``tones``, ``no_repeat``, ``keywords``, ``environment``) samples
+under a form of :mod:`textgen.forms`, exactly as the REST API's ``form`` object does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from textgen.cli import command_line
 from textgen.export import ExportError, load_export, resolve_export
-from textgen.forms import FormError, prepare_form
+from textgen.forms import FORM_CLASSES, FormError, prepare_form
 from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
@@ -33,28 +35,48 @@ def sampling_params(cfg: DictConfig) -> SamplingParams:
         stop = [stop]
     return SamplingParams(
         max_new_chars=cfg.max_new_chars, temperature=float(cfg.temperature), top_k=cfg.top_k,
-        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), seed=cfg.seed,
-        stop=stop, n=cfg.n, best_of=cfg.best_of,
+        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), min_p=float(cfg.min_p),
+        seed=cfg.seed, stop=stop, n=cfg.n, best_of=cfg.best_of,
     )
 
 
 def form_request(cfg: DictConfig) -> dict | None:
-    """The API ``form`` object named by the options ``form``, ``chars_per_line``, ``acrostic``, ...
+    """The API ``form`` object named by the option ``form`` and the options named like its fields.
 
-    Options that were given but do not belong to the kind are passed on, so that
+    The options are the fields of :data:`textgen.forms.FORM_CLASSES` (one source for the API, the
+    OpenAPI schema and these options); an option is passed on when it differs from its default.
+    Options that were given but do not belong to the kind are passed on too, so that
     :func:`textgen.forms.prepare_form` rejects them as the server would.
     """
     if cfg.form is None:
         return None
-    form: dict = {"kind": str(cfg.form)}
-    if form["kind"] in ("jueju", "lushi"):
-        form["chars_per_line"] = cfg.chars_per_line
-    for key in ("acrostic", "title", "environment"):
-        if cfg[key] is not None:
-            form[key] = str(cfg[key])
-    if cfg.rhyme:
-        form["rhyme"] = cfg.rhyme
+    kind = str(cfg.form)
+    form: dict = {"kind": kind}
+    fields = {f.name: f for cls in dict.fromkeys(FORM_CLASSES.values()) for f in dataclasses.fields(cls)}
+    own = {f.name for f in dataclasses.fields(FORM_CLASSES[kind])} if kind in FORM_CLASSES else set()
+    for name, spec in fields.items():
+        if name == "kind" or name not in cfg:
+            continue
+        value = cfg[name]
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if spec.default is dataclasses.MISSING:  # a required field: passed to the kinds that have it
+            if name in own:
+                form[name] = value
+        elif value is not None and value != spec.default and not (value == [] and spec.default == ()):
+            form[name] = _typed(value, spec.metadata.get("schema", {}))
     return form
+
+
+def _typed(value, schema: dict):
+    """An option as the API field's type wants it (Hydra reads ``acrostic=1234`` as a number,
+    ``keywords=江`` as one string)."""
+    if schema.get("type") == "string":
+        return str(value)
+    if schema.get("type") == "array" and isinstance(value, (str, int)):
+        return [str(value)]
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [str(v) for v in value]
+    return value
 
 
 def run(cfg: DictConfig) -> int:

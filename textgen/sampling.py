@@ -58,6 +58,8 @@ class SamplingParams:
     """Keep the smallest set of tokens whose probability reaches p (nucleus); 1.0 keeps all."""
     repetition_penalty: float = 1.0
     """CTRL-style penalty (> 1 discourages) on tokens already in the prompt or the text."""
+    min_p: float = 0.0
+    """Drop tokens less likely than ``min_p`` times the most likely one (after temperature); 0 keeps all."""
     seed: int | None = None
     """Seed of this request's random generator; the same seed gives the same text."""
     stop: Sequence[str] = ()
@@ -82,6 +84,7 @@ class SamplingParams:
             ("top_p", _finite(self.top_p) and 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
             ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0,
              "must be > 0"),
+            ("min_p", _finite(self.min_p) and 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
             ("seed", self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
              "must be null or an integer >= 0"),
             ("stop", len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop),
@@ -133,10 +136,12 @@ def sample_tokens(
     top_k: Tensor,
     top_p: Tensor,
     uniforms: Tensor,
+    min_p: Tensor | None = None,
 ) -> Tensor:
     """Draw one token per row from ``logits`` (B, V) with per-row settings (each (B,)).
 
-    Temperature 0 is argmax.  ``top_k`` 0 and ``top_p`` 1 disable truncation.  ``uniforms`` in
+    Temperature 0 is argmax.  ``top_k`` 0, ``top_p`` 1 and ``min_p`` 0 (or None) disable truncation;
+    ``min_p`` keeps the tokens at least ``min_p`` times as likely as the most likely one.  ``uniforms`` in
     [0, 1) are the rows' random numbers: the draw is an inverse-CDF lookup (cumulative sum +
     ``searchsorted``), much faster than ``torch.multinomial`` for large vocabularies.  Masked
     tokens carry ``-inf`` and are never drawn.
@@ -144,6 +149,10 @@ def sample_tokens(
     B, V = logits.shape
     greedy = temperature <= 0
     scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
+    if min_p is not None and bool((min_p > 0).any()):
+        # p_i >= min_p * p_max  <=>  scaled_i >= max(scaled) + log(min_p)
+        floor = scaled.max(dim=-1, keepdim=True).values + torch.log(min_p.clamp(min=1e-30))[:, None]
+        scaled = scaled.masked_fill((scaled < floor) & (min_p[:, None] > 0), float("-inf"))
     truncate = bool(((top_k > 0) & (top_k < V)).any() or (top_p < 1.0).any())
     if truncate:
         scaled, order = scaled.sort(dim=-1, descending=True)  # (B, V)
@@ -289,6 +298,7 @@ class _RowSettings:
     temperature: Tensor
     top_k: Tensor
     top_p: Tensor
+    min_p: Tensor
     penalty: Tensor
     penalised: bool
     """Some row has a repetition penalty other than 1."""
@@ -502,7 +512,7 @@ class DecodeBatch:
         if settings.penalised:
             logits = apply_repetition_penalty(logits, self.seen, settings.penalty)
         uniforms = torch.tensor([row.uniform() for row in rows], device=self.device)
-        return sample_tokens(logits, settings.temperature, settings.top_k, settings.top_p, uniforms)
+        return sample_tokens(logits, settings.temperature, settings.top_k, settings.top_p, uniforms, settings.min_p)
 
     def _row_settings(self) -> _RowSettings:
         """The rows' sampling parameters as (B,) tensors, built once for each membership of the batch."""
@@ -513,6 +523,7 @@ class DecodeBatch:
                 temperature=torch.tensor([p.temperature for p in params], device=self.device),
                 top_k=torch.tensor([p.top_k for p in params], device=self.device),
                 top_p=torch.tensor([p.top_p for p in params], device=self.device),
+                min_p=torch.tensor([p.min_p for p in params], device=self.device),
                 penalty=penalty, penalised=bool((penalty != 1.0).any()))
         return self._settings
 

@@ -27,9 +27,9 @@ cannot satisfy.  What each form writes:
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
@@ -41,18 +41,19 @@ from textgen.forms.tang import (
     COMMA, NEWLINE, PERIOD, VERSES, LayoutError, TangConstraint, TangForm, check_poem, even_verse_ends,
     is_han, poem_length, tang_tables,
 )
+from textgen.forms.tones import PATTERNS
 from textgen.sampling import Constraint
 from textgen.tokenizer import TokenizerError
 
 __all__ = [
     "FormError", "PreparedForm", "prepare_form", "TangForm", "LatexForm", "check_text", "check_poem",
     "is_balanced", "rhymes", "rhyme_group", "even_verse_ends", "GROUPS", "KINDS", "MAX_TITLE_CHARS",
+    "form_keys", "form_schema", "FORM_CLASSES",
 ]
 
 KINDS = ("jueju", "lushi", "latex")
 MAX_TITLE_CHARS = 64
-_TANG_KEYS = {"kind", "chars_per_line", "acrostic", "title", "rhyme"}
-_LATEX_KEYS = {"kind", "environment"}
+MAX_KEYWORDS = 8
 
 
 class FormError(ValueError):
@@ -66,10 +67,33 @@ class FormError(ValueError):
 
 @dataclass(frozen=True)
 class LatexForm:
-    """A validated LaTeX form."""
+    """A validated LaTeX form; its fields (and their metadata) are the API's ``LatexForm`` object."""
 
-    environment: str | None = None
-    kind: str = "latex"
+    environment: str | None = field(default=None, metadata={"schema": {
+        "type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
+        "description": "Write one such environment, balanced."}})
+    kind: str = field(default="latex", metadata={"schema": {"const": "latex"}, "required": True})
+
+
+FORM_CLASSES = {"jueju": TangForm, "lushi": TangForm, "latex": LatexForm}
+"""The dataclass of each kind: the one source of the fields a ``form`` object may hold."""
+
+
+def form_keys(cls: type) -> set[str]:
+    """The keys a ``form`` object of ``cls`` may hold."""
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def form_schema(cls: type, title: str) -> dict[str, Any]:
+    """The JSON schema of a ``form`` object of ``cls`` (for ``/openapi.json``), from its fields' metadata."""
+    properties, required = {}, []
+    for f in dataclasses.fields(cls):
+        properties[f.name] = dict(f.metadata.get("schema", {}))
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default or f.metadata.get("required"):
+            required.append(f.name)
+    return {"type": "object", "title": title, "required": required, "additionalProperties": False,
+            "properties": properties}
 
 
 @dataclass
@@ -93,7 +117,7 @@ def prepare_form(form: Mapping | None, loaded: LoadedModel, prompt: str = "") ->
     kind = form.get("kind")
     if kind not in KINDS:
         raise FormError("form.kind", f"`form.kind` must be one of {', '.join(KINDS)}, got {kind!r}")
-    allowed = _LATEX_KEYS if kind == "latex" else _TANG_KEYS
+    allowed = form_keys(FORM_CLASSES[kind])
     for key in form:
         if key not in allowed:
             raise FormError(f"form.{key}", f"unknown field `form.{key}` for kind {kind!r} "
@@ -113,8 +137,56 @@ def _optional_str(form: Mapping, key: str) -> str:
     return value
 
 
-def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) -> PreparedForm:
-    tables = tang_tables(loaded.tokenizer)
+def _optional_bool(form: Mapping, key: str) -> bool:
+    value = form.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise FormError(f"form.{key}", f"`form.{key}` must be true, false or null, got {value!r}")
+    return value
+
+
+def _tones(form: Mapping) -> bool | str:
+    value = form.get("tones")
+    if value is None or value is False:
+        return False
+    if value is True or (isinstance(value, str) and value in PATTERNS):
+        return value
+    raise FormError("form.tones", f"`form.tones` must be true, false, null, {' or '.join(map(repr, PATTERNS))}, "
+                                  f"got {value!r}")
+
+
+def _keywords(form: Mapping, tables, loaded: LoadedModel, chars: int, verses: int) -> tuple[str, ...]:
+    value = form.get("keywords")
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
+        raise FormError("form.keywords", f"`form.keywords` must be a list of strings or null, got {value!r}")
+    if len(value) > min(verses, MAX_KEYWORDS):
+        raise FormError("form.keywords", f"`form.keywords`: at most one keyword a verse, so at most {verses} "
+                                         f"for a {verses}-verse poem, got {len(value)}")
+    for word in value:
+        if not word:
+            raise FormError("form.keywords", "`form.keywords`: a keyword must not be empty")
+        if len(word) > chars:
+            raise FormError("form.keywords", f"`form.keywords`: {word!r} has {len(word)} characters, more than a "
+                                             f"verse of {chars} holds")
+        for char in word:
+            if not tables.has_head(char):
+                raise FormError("form.keywords", f"`form.keywords`: model {loaded.name!r} cannot write {char!r} of "
+                                                 f"{word!r} (not a Chinese character of its vocabulary)")
+    if len(set(value)) != len(value):
+        raise FormError("form.keywords", f"`form.keywords` repeats a keyword: {value!r}")
+    for word in value:
+        for other in value:
+            if other != word and other in word:
+                raise FormError("form.keywords", f"`form.keywords`: {other!r} is part of {word!r} (one keyword "
+                                                 "a verse: give the longer one alone)")
+    return tuple(value)
+
+
+def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangForm:
+    """The :class:`TangForm` of the API object, each field checked (FormError names the culprit)."""
     verses = VERSES[kind]
     if "chars_per_line" not in form:
         raise FormError("form.chars_per_line", "`form.chars_per_line` is required (5 or 7)")
@@ -136,32 +208,80 @@ def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) ->
         loaded.tokenizer.encode(title)
     except TokenizerError as error:
         raise FormError("form.title", f"`form.title`: {error}") from error
-    rhyme = form.get("rhyme")
-    if rhyme is None:
-        rhyme = False
-    if not isinstance(rhyme, bool):
-        raise FormError("form.rhyme", f"`form.rhyme` must be true, false or null, got {rhyme!r}")
+    rhyme, tones = _optional_bool(form, "rhyme"), _tones(form)
+    no_repeat = _optional_bool(form, "no_repeat")
+    keywords = _keywords(form, tables, loaded, chars, verses)
     missing = [c for c in (COMMA, PERIOD, NEWLINE) if c not in tables.ids]
     if missing or not bool(tables.han.any()):
         lacks = ", ".join(map(repr, missing)) or "Chinese characters"
         raise FormError("form.kind", f"model {loaded.name!r} cannot write a {kind}: its vocabulary lacks {lacks}")
+    if no_repeat:
+        for name, text in (("form.acrostic", acrostic), ("form.keywords", "".join(keywords))):
+            twice = sorted({c for c in text if text.count(c) > 1})
+            if twice:
+                raise FormError(name, f"`{name}` uses {''.join(twice)!r} twice, which `form.no_repeat` forbids")
+    return TangForm(kind, chars, acrostic, title, rhyme, tones, no_repeat, keywords)
 
-    spec = TangForm(kind, chars, acrostic, title, rhyme)
+
+# The rules a form adds to the layout, in the order a conflict is looked for (and named).
+_RULES = ("acrostic", "rhyme", "tones", "no_repeat", "keywords")
+
+
+def _template(spec: TangForm, tables, verses_text: str, kind: str) -> TangConstraint:
+    """The constraint after the prompt's verses; FormError if the prompt breaks the form or no
+    completion can keep every rule (the first rule that makes it impossible is named)."""
+    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=())
+    named: list[str] = []
+    for rule in ("", *_RULES):
+        if rule:
+            if getattr(spec, rule) == getattr(trial, rule):
+                continue
+            trial = dataclasses.replace(trial, **{rule: getattr(spec, rule)})
+        template = TangConstraint(trial, tables)
+        try:
+            for char in verses_text:
+                template.feed(char)
+        except LayoutError as error:
+            raise FormError("prompt", f"the prompt cannot begin a {spec.chars_per_line}-character {kind}"
+                                      f"{' with ' + ', '.join(named + [f'form.{rule}']) if rule else ''}: "
+                                      f"{error}") from error
+        if not template.feasible():
+            raise FormError(f"form.{rule}", _conflict(rule, trial, tables, verses_text, named))
+        if rule:
+            named.append(f"form.{rule}")
+    return template
+
+
+def _conflict(rule: str, trial: TangForm, tables, verses_text: str, named: list[str]) -> str:
+    """Why no poem can keep ``rule`` once the rules before it (``named``) are on."""
+    others = " together with " + ", ".join(named) if named else ""
+    prompt = " after this prompt" if verses_text else ""
+    if rule == "keywords":
+        for word in trial.keywords:
+            alone = TangConstraint(dataclasses.replace(trial, keywords=(word,)), tables)
+            for char in verses_text:
+                alone.feed(char)
+            if not alone.feasible():
+                return f"`form.keywords`: {word!r} fits no verse{others}{prompt}"
+        return f"`form.keywords`: the keywords {list(trial.keywords)!r} do not all fit, one a verse{others}{prompt}"
+    if rule == "":
+        return f"`form.kind`: the model's vocabulary cannot fill this form{prompt}"
+    return f"`form.{rule}` cannot be met{others}{prompt}: the model's vocabulary has too few characters that fit"
+
+
+def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) -> PreparedForm:
+    tables = tang_tables(loaded.tokenizer)
+    spec = _tang_spec(kind, form, loaded, tables)
     own_title, verses_text = _split_title(prompt)
-    if own_title and title:
+    if own_title and spec.title:
         raise FormError("prompt", "the prompt has a title line and `form.title` is given too")
-    template = TangConstraint(spec, tables)
-    try:
-        for char in verses_text:
-            template.feed(char)
-    except LayoutError as error:
-        raise FormError("prompt", f"the prompt cannot begin a {chars}-character {kind}: {error}") from error
+    template = _template(spec, tables, verses_text, kind)
     if template.is_complete():
         raise FormError("prompt", f"the prompt is already a complete {kind}")
-    if rhyme and not bool(tables.rhyme_mask(template.rhyme_bits).any()):
+    if spec.rhyme and not bool(tables.rhyme_mask(template.rhyme_bits).any()):
         raise FormError("prompt", f"model {loaded.name!r} has no character that rhymes with the prompt")
-    full_prompt = f"{title}\n{prompt}" if title else prompt
-    return PreparedForm(full_prompt, lambda: copy.copy(template), spec)
+    full_prompt = f"{spec.title}\n{prompt}" if spec.title else prompt
+    return PreparedForm(full_prompt, template.clone, spec)
 
 
 # --------------------------------------------------------------------------- LaTeX

@@ -16,13 +16,18 @@ the poem has taken (see :mod:`textgen.forms.rhyme`).  Every mask is a precompute
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from textgen.forms.lookahead import (
+    CLASS_GROUPS, TONE_SETS, PoemPlan, char_class, feasible_combos, rhyme_chars, rhyme_margin,
+)
 from textgen.forms.rhyme import GROUPS, rhyme_group
 from textgen.forms.tables import per_tokenizer
+from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of
 from textgen.tokenizer import CharTokenizer
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
@@ -39,23 +44,31 @@ def is_han(char: str) -> bool:
 
 
 class TangTables:
-    """Per-tokenizer masks: Chinese characters, punctuation, one-hot heads, rhyme groups."""
+    """Per-tokenizer masks: Chinese characters, punctuation, one-hot heads, rhyme groups, tones."""
 
     def __init__(self, tokenizer: CharTokenizer) -> None:
         V = tokenizer.vocab_size
         self.ids: dict[str, int] = {}
         han = torch.zeros(V, dtype=torch.bool)
         groups = torch.full((V,), -1, dtype=torch.long)
+        tones = torch.zeros(V, dtype=torch.long)
+        #: unique Chinese characters of the vocabulary per (tone set, rhyme group) class
+        self.class_counts = [0] * (TONE_SETS * CLASS_GROUPS)
         for i, piece in enumerate(tokenizer.pieces):
             if tokenizer.byte_values[i] >= 0 or tokenizer.chars_per_token[i] != 1 or len(piece) != 1:
                 continue
-            self.ids.setdefault(piece, i)
+            first = self.ids.setdefault(piece, i) == i
             if is_han(piece):
                 han[i] = True
                 groups[i] = rhyme_group(piece)
+                tones[i] = tones_of(piece)
+                if first:
+                    self.class_counts[char_class(piece)] += 1
         self.han = han
         #: (G, V): Chinese pieces of each rhyme group.
         self.group_masks = torch.stack([groups == g for g in range(len(GROUPS))])
+        #: Chinese pieces with a level (PING) or oblique (ZE) reading.
+        self.tone_masks = {PING: han & (tones & PING > 0), ZE: han & (tones & ZE > 0)}
         self._onehot: dict[str, Tensor] = {}
         self._rhyme: dict[int, Tensor] = {}
 
@@ -84,19 +97,37 @@ class TangTables:
 tang_tables = per_tokenizer(TangTables)
 
 
+def _api(description: str, schema: dict, **extra) -> dict:
+    """Field metadata: the field's JSON schema in the API (``/openapi.json`` and the docs)."""
+    return {"schema": {**schema, "description": description}, **extra}
+
+
 @dataclass(frozen=True)
 class TangForm:
-    """A validated Tang form."""
+    """A validated Tang form; its fields (and their metadata) are the API's ``PoemForm`` object."""
 
-    kind: str  # "jueju" | "lushi"
-    chars_per_line: int  # 5 | 7
-    acrostic: str = ""  # one head per verse, or ""
-    title: str = ""
-    rhyme: bool = False
+    kind: str = field(metadata=_api("Quatrain (4 verses) or regulated verse (8).", {"enum": list(VERSES)}))
+    chars_per_line: int = field(metadata=_api("Chinese characters per verse.", {"enum": [5, 7]}))
+    acrostic: str = field(default="", metadata=_api("The first character of each verse.", {"type": "string"}))
+    title: str = field(default="", metadata=_api("Written first, as the poem's title line.", {"type": "string"}))
+    rhyme: bool = field(default=False, metadata=_api("The even verses end on one rhyme.", {"type": "boolean"}))
+    tones: bool | str = field(default=False, metadata=_api(
+        "Regulated tones (平仄): true (the pattern the first verse takes), or the pattern, 平起 or 仄起.",
+        {"anyOf": [{"type": "boolean"}, {"enum": list(PATTERNS)}]}))
+    no_repeat: bool = field(default=False, metadata=_api(
+        "No Chinese character twice in the poem (acrostic heads and keywords count).", {"type": "boolean"}))
+    keywords: tuple[str, ...] = field(default=(), metadata=_api(
+        "Words (one or more Chinese characters) that each appear in the poem, at most one a verse.",
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 8}))
 
     @property
     def verses(self) -> int:
         return VERSES[self.kind]
+
+    @property
+    def lookahead(self) -> bool:
+        """Whether a rule that needs :mod:`textgen.forms.lookahead` is on."""
+        return bool(self.tones or self.no_repeat or self.keywords)
 
 
 class LayoutError(ValueError):
@@ -107,7 +138,10 @@ class TangConstraint:
     """Masks one sample's choices so that the text completes a :class:`TangForm` poem.
 
     The state is (verse, position in the verse); position ``chars_per_line`` is the verse's
-    punctuation, and ``chars_per_line + 1`` the line break after an even verse.
+    punctuation, and ``chars_per_line + 1`` the line break after an even verse.  With ``tones``,
+    ``no_repeat`` or ``keywords`` it also holds the tonal patterns still possible, the characters
+    used, the keywords still to write, and asks :mod:`textgen.forms.lookahead` which characters
+    keep the poem completable.
     """
 
     def __init__(self, form: TangForm, tables: TangTables | None) -> None:
@@ -116,6 +150,30 @@ class TangConstraint:
         self.verse = 0
         self.position = 0
         self.rhyme_bits = (1 << len(GROUPS)) - 1  # the groups the even verses so far all share
+        self.plan = PoemPlan(form, tables) if form.lookahead else None
+        self.patterns = self.plan.patterns if self.plan else 1
+        self.used: set[str] = set()
+        self.verse_text = ""
+        self.pending: tuple[str, ...] = tuple(form.keywords)
+        self.keyword_verses: frozenset[int] = frozenset()
+        self.counts = list(self.plan.counts) if self.plan else []
+        self.totals = [sum(self.counts[ts * CLASS_GROUPS:(ts + 1) * CLASS_GROUPS]) for ts in range(TONE_SETS)]
+        self.used_mask = torch.zeros_like(tables.han) if tables is not None and form.no_repeat else None
+
+    def clone(self) -> TangConstraint:
+        """An independent copy (the per-sample constraint made from a prepared template)."""
+        other = copy.copy(self)
+        other.used, other.counts, other.totals = set(self.used), list(self.counts), list(self.totals)
+        if self.used_mask is not None:
+            other.used_mask = self.used_mask.clone()
+        return other
+
+    def _probe(self) -> TangConstraint:
+        """A copy to try a character on (without the (V,) mask of used characters)."""
+        other = copy.copy(self)
+        other.used, other.counts, other.totals = set(self.used), list(self.counts), list(self.totals)
+        other.used_mask = None
+        return other
 
     # ----------------------------------------------------------------- the layout
     def _expected(self) -> str:
@@ -131,6 +189,13 @@ class TangConstraint:
 
     def _is_rhyme_slot(self) -> bool:
         return self.form.rhyme and self.verse % 2 == 1 and self.position == self.form.chars_per_line - 1
+
+    def slot_index(self) -> int:
+        """The flat index (verse * chars_per_line + position) of the next Chinese character's slot."""
+        L = self.form.chars_per_line
+        if self.verse >= self.form.verses:
+            return self.form.verses * L
+        return self.verse * L + self.position if self.position < L else (self.verse + 1) * L
 
     def feed(self, char: str) -> None:
         """Advance by one character; raises :class:`LayoutError` if the layout forbids it."""
@@ -149,6 +214,8 @@ class TangConstraint:
                 if group < 0 or not self.rhyme_bits >> group & 1:
                     raise LayoutError(f"{where}: {char!r} does not rhyme with the even verses before it")
                 self.rhyme_bits = 1 << group
+            if self.plan is not None:
+                self._feed_rules(char, where)
             self.position += 1
             return
         if char != expected:
@@ -158,8 +225,39 @@ class TangConstraint:
         elif expected == COMMA or expected == NEWLINE:
             self.verse += 1
             self.position = 0
+            self.verse_text = ""
         else:
             self.position += 1
+
+    def _feed_rules(self, char: str, where: str) -> None:
+        """The tones, no_repeat and keyword bookkeeping of one Chinese character."""
+        form = self.form
+        if form.no_repeat and char in self.used:
+            raise LayoutError(f"{where}: {char!r} is already in the poem (no_repeat)")
+        if form.tones:
+            alive = 0
+            for p in (0, 1):
+                required = required_tone(p, self.verse, self.position, form.chars_per_line)
+                if self.patterns >> p & 1 and fits(tones_of(char), required):
+                    alive |= 1 << p
+            if not alive:
+                raise LayoutError(f"{where}: {char!r} does not fit the tonal pattern (平仄)")
+            self.patterns = alive
+        if form.no_repeat and char not in self.used and char not in self.plan.special \
+                and self.tables is not None and self.tables.has_head(char):
+            k = char_class(char)
+            self.counts[k] -= 1
+            self.totals[k // CLASS_GROUPS] -= 1
+        self.used.add(char)
+        if self.used_mask is not None and char in self.tables.ids:
+            self.used_mask[self.tables.ids[char]] = True
+        self.verse_text += char
+        done = [w for w in self.pending if self.verse_text.endswith(w)]
+        if done and self.verse in self.keyword_verses:
+            raise LayoutError(f"{where}: {done[0]!r} would be a second keyword in this verse")
+        if done:
+            self.pending = tuple(w for w in self.pending if w not in done)
+            self.keyword_verses |= {self.verse}
 
     # ----------------------------------------------------------------- the Constraint protocol
     def allowed(self) -> Tensor | None:
@@ -171,9 +269,58 @@ class TangConstraint:
             return tables.onehot(expected)
         if self.position == 0 and self.form.acrostic:
             return tables.onehot(self.form.acrostic[self.verse])
+        if self.plan is not None:
+            return self._lookahead_mask()
         if self._is_rhyme_slot():
             return tables.rhyme_mask(self.rhyme_bits)
         return tables.han
+
+    def feasible(self) -> bool:
+        """Whether some completion of the poem keeps every rule (see :mod:`textgen.forms.lookahead`)."""
+        return self.plan is None or bool(feasible_combos(self, first=True))
+
+    def _lookahead_mask(self) -> Tensor:
+        """Characters after which the poem can still be completed (ordinary ones by class, keyword
+        characters one by one)."""
+        tables, form = self.tables, self.form
+        combos = feasible_combos(self, generic=True)
+        if self._is_rhyme_slot():
+            bits = sum({1 << g for _, g in combos})
+            mask = tables.rhyme_mask(bits) if bits else torch.zeros_like(tables.han)
+            if form.tones:
+                mask = mask & tables.tone_masks[PING]
+        else:
+            mask = torch.zeros_like(tables.han)
+            for p in sorted({p for p, _ in combos}):
+                required = required_tone(p, self.verse, self.position, form.chars_per_line) if form.tones else 0
+                chars = tables.tone_masks[required] if required else tables.han
+                groups = [g for q, g in combos if q == p]
+                if form.no_repeat and len(groups) == 1 and groups[0] >= 0 and rhyme_margin(self, groups[0]) <= 0:
+                    chars = chars & ~rhyme_chars(tables, groups[0], bool(form.tones))
+                mask = mask | chars
+        mask = mask & ~self.plan.exclude
+        if self.used_mask is not None:
+            mask = mask & ~self.used_mask
+        for char in self._keyword_steps():
+            probe = self._probe()
+            try:
+                probe.feed(char)
+                ok = probe.feasible()
+            except LayoutError:
+                ok = False
+            mask[tables.ids[char]] = ok
+        return mask
+
+    def _keyword_steps(self) -> set[str]:
+        """The characters that would begin, continue or finish a pending keyword at this slot (tried one
+        by one; any other keyword character acts as an ordinary one, or under ``no_repeat`` is excluded)."""
+        steps = set()
+        heads = self.form.acrostic if self.form.no_repeat else ""
+        for word in self.pending:
+            for start in range(max(0, self.position - len(word) + 1), self.position + 1):
+                if self.verse_text[start:self.position] == word[:self.position - start]:
+                    steps.add(word[self.position - start])
+        return steps - set(heads)  # under no_repeat a head stands only in its own slot (not this one)
 
     def advance(self, token: int, text: str) -> None:
         for char in text:
@@ -202,7 +349,11 @@ def check_poem(text: str, form: TangForm) -> str | None:
             constraint.feed(char)
     except LayoutError as error:
         return str(error)
-    return None if constraint.is_complete() else "the poem is incomplete"
+    if not constraint.is_complete():
+        return "the poem is incomplete"
+    if constraint.pending:
+        return f"keyword(s) missing: {', '.join(constraint.pending)}"
+    return None
 
 
 def even_verse_ends(text: str, chars_per_line: int) -> str:
