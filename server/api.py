@@ -51,6 +51,28 @@ def models() -> Response:
     return jsonify(ModelList.model_validate({"models": cards}).model_dump())
 
 
+@bp.get("/v1/models/<name>/latex")
+def model_latex(name: str) -> Response:
+    """What ``form: latex`` text of this model compiles with: its preamble and the wrapper (404 when
+    the model has no LaTeX files); ``macros`` are the preamble's own, for renderers such as KaTeX."""
+    from textgen.forms.latex import latex_tables
+    from textgen.forms.latex_vocab import preamble_macros, wrap_document
+
+    try:
+        loaded = state().registry.get(name).loaded
+    except UnknownModel as error:
+        raise APIError(404, str(error), field="model") from error
+    except ModelUnavailable as error:
+        raise APIError(503, str(error), field="model") from error
+    found = latex_tables(loaded.tokenizer, loaded.path)
+    if found is None:
+        raise APIError(404, f"model {name!r} does not write LaTeX (its export has no preamble.tex and latex.json)",
+                       field="model")
+    preamble = found[1]
+    return jsonify({"model": name, "preamble": preamble, "document": wrap_document("{preamble}", "{text}"),
+                    "macros": preamble_macros(preamble)})
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format."""
@@ -73,6 +95,8 @@ class Accepted:
     batcher: Batcher
     job: Job
     prompt: str
+    echo: str = ""
+    """Returned before each sample's text (a ``latex`` form's opening and prompt: the text compiles alone)."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -172,11 +196,11 @@ def accept(stream: bool) -> Accepted:
         batcher.loaded.tokenizer.encode(req.prompt)
     except TokenizerError as error:
         raise APIError(422, f"`prompt`: {error}", field="prompt") from error
-    prompt, new_constraint = req.prompt, None
+    prompt, new_constraint, echo = req.prompt, None, ""
     if req.form is not None:
         prepared = _prepare_form(req.form, batcher, req.prompt)
         if prepared is not None:
-            prompt, new_constraint = prepared.prompt, prepared.new_constraint
+            prompt, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
     try:
         rows = batcher.make_rows(prompt, params, new_constraint)
     except SamplingError as error:
@@ -187,7 +211,7 @@ def accept(stream: bool) -> Accepted:
         raise APIError(429, str(error), headers={"Retry-After": str(error.retry_after)}) from error
     except JobFailed as error:
         raise APIError(503, str(error)) from error
-    return Accepted(req, batcher, job, prompt)
+    return Accepted(req, batcher, job, prompt, echo)
 
 
 def _job_error(job: Job) -> APIError:
@@ -211,7 +235,7 @@ def generate() -> Response:
     samples = [job.samples[i] for i in range(len(job.rows))]
     response = GenerateResponse.model_validate({
         "model": accepted.request.model,
-        "samples": [{"text": s.text, "finish_reason": s.finish_reason, "logprob": s.logprob} for s in samples],
+        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob} for s in samples],
         "usage": {"prompt_chars": len(accepted.prompt), "generated_chars": sum(s.generated_chars for s in samples)},
         "timing": {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)},
     })
@@ -244,6 +268,8 @@ def generate_stream() -> Response:
 
     def events() -> Iterator[str]:
         try:
+            if accepted.echo:  # a latex form's opening and prompt come first, so the text compiles alone
+                yield "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows)))
             while True:
                 try:
                     batch = [job.events.get(timeout=KEEPALIVE_S)]
