@@ -70,13 +70,13 @@ def assert_all_compile(loaded, texts: list[tuple[str, str]]) -> None:
 def test_an_untrained_models_latex_compiles(untrained):
     # Random weights write random characters: only the form stands between them and pdflatex.
     # Budgets from the documented minimum (the form's own closing, 11 for lemma) up.
-    texts = samples_of(untrained, [1.0, 2.0], [11, 40, 120], n=2)
+    texts = samples_of(untrained, [1.0, 2.0], [11, 120], n=2)
     assert any("\\" in text[len("\\begin{lemma}\n"):] for _, text in texts)  # not all plain letters
     assert_all_compile(untrained, texts)
 
 
 def test_a_trained_models_latex_compiles_at_temperatures_0_1_2(trained):
-    texts = samples_of(trained, [0.0, 1.0, 2.0], [150], n=3)
+    texts = samples_of(trained, [0.0, 1.0, 2.0], [150], n=2)
     texts += samples_of(trained, [1.0], [60], n=2, top_k=5, top_p=0.9)
     assert_all_compile(trained, texts)
 
