@@ -2,7 +2,7 @@
 
 Development: ``flask --app server run``.  Production: ``gunicorn -c server/gunicorn_conf.py
 'server:create_app()'`` (see docs/SERVING.md).  The contract is /work/shared/api.md: endpoints
-in :mod:`server.api` and :mod:`server.web`, errors in :mod:`server.errors`, batching in
+in :mod:`server.api`, :mod:`server.openai_api` (OpenAI-compatible) and :mod:`server.web`, errors in :mod:`server.errors`, batching in
 :mod:`server.batching`, settings from ``conf/server.yaml`` in :mod:`server.settings`.
 """
 
@@ -54,9 +54,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.init_app(app)
     metrics.init_app(app, app_metrics)
-    from server import api, web  # the views import the state helpers above
+    from server import api, openai_api, web  # the views import the state helpers above
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(openai_api.bp)
     app.register_blueprint(web.bp)
     if settings.preload:
         state.registry.preload()

@@ -6,27 +6,26 @@ Views decode the request, call the library (``textgen.sampling`` through the mod
 
 from __future__ import annotations
 
-import importlib
 import json
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from pydantic import ValidationError
 
-from textgen.sampling import SamplingError, SamplingParams
-from textgen.tokenizer import TokenizerError
+from textgen.forms import prepare_form
+from textgen.sampling import Row, SamplingParams, select_best
 
-from server.batching import Batcher, Job, JobFailed, QueueFull
+from server.batching import Batcher, Job
 from server.errors import APIError
 from server.openapi import build_spec
-from server.registry import ModelUnavailable, UnknownModel
 from server.schemas import GenerateRequest, GenerateResponse, Health, ModelList, dump
 from server.state import ServerState
 
 bp = Blueprint("api", __name__)
+OWNED_BY = "textgen"  # the `owned_by` of every model in the OpenAI list shape
 KEEPALIVE_S = 1.0  # a stream that has nothing to say sends a comment this often (and so notices a gone client)
 
 
@@ -46,9 +45,19 @@ def health() -> tuple[Response, int]:
 
 @bp.get("/v1/models")
 def models() -> Response:
-    """The exported models, read from their files (listing loads nothing)."""
+    """The exported models, read from their files (listing loads nothing), in the OpenAI list shape too."""
     cards = [listing.card() for listing in state().registry.listings()]
-    return jsonify(ModelList.model_validate({"models": cards}).model_dump())
+    data = [{**card, "id": card["name"], "object": "model", "created": _epoch(card["created"]),
+             "owned_by": OWNED_BY} for card in cards]
+    return jsonify(ModelList.model_validate({"object": "list", "data": data, "models": cards}).model_dump())
+
+
+def _epoch(iso: str) -> int:
+    """An export's ISO creation time in seconds since 1970 (0 if it cannot be read)."""
+    try:
+        return int(datetime.fromisoformat(iso).timestamp())
+    except (TypeError, ValueError):
+        return 0
 
 
 @bp.get("/v1/models/<name>/latex")
@@ -137,84 +146,74 @@ def _check_text(value: Any) -> None:
             _check_text(item)
 
 
-def _validation_error(error: ValidationError) -> APIError:
-    first = error.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    field = loc[0] if loc else None
-    where = ".".join(loc)
-    if first["type"] == "extra_forbidden":
-        return APIError(422, f"unknown field `{where}`", field=field)
-    if first["type"] == "missing":
-        return APIError(422, f"`{where}` is required", field=field)
-    return APIError(422, f"`{where}`: {first['msg']}", field=field)
+def check_limits(prompt: str, max_new_chars: int, *, length_field: str = "max_new_chars") -> None:
+    """413 for a prompt over the configured limit, 422 for more characters than it allows."""
+    limits = state().settings.limits
+    if len(prompt) > limits.max_prompt_chars:
+        raise APIError(413, f"`prompt` has {len(prompt)} characters, over the limit of "
+                            f"{limits.max_prompt_chars}", field="prompt")
+    if max_new_chars > limits.max_new_chars:
+        raise APIError(422, f"`{length_field}` must be at most {limits.max_new_chars}, got {max_new_chars}",
+                       field=length_field)
 
 
-def _prepare_form(form: dict[str, Any], batcher: Batcher, prompt: str):
-    try:
-        forms = importlib.import_module("textgen.forms")
-        prepare_form, form_error = forms.prepare_form, forms.FormError
-    except (ImportError, AttributeError) as error:
-        raise APIError(422, "forms are not available on this server", field="form") from error
-    try:
-        return prepare_form(form, batcher.loaded, prompt)
-    except form_error as error:
-        raise APIError(422, str(error), field=getattr(error, "field", None) or "form") from error
+def model_batcher(name: str) -> Batcher:
+    """The batcher of model ``name`` (503 while draining; the registry raises 404/503 itself)."""
+    s = state()
+    if s.draining.is_set():
+        raise APIError(503, "the server is shutting down", headers={"Retry-After": "5"})
+    return s.registry.get(name)
+
+
+def prepare_rows(batcher: Batcher, prompt: str, params: SamplingParams, form: dict[str, Any] | None
+                 ) -> tuple[str, list[Row], str]:
+    """The prompt as the model reads it (a form may add a title line), the request's rows, and the
+    text returned before each sample's own (a ``latex`` form's opening and prompt, else "")."""
+    batcher.loaded.tokenizer.encode(prompt)  # TokenizerError: a 422 naming the prompt
+    new_constraint, echo = None, ""
+    if form is not None:
+        prepared = prepare_form(form, batcher.loaded, prompt)
+        if prepared is not None:
+            prompt, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
+    return prompt, batcher.make_rows(prompt, params, new_constraint), echo
 
 
 def accept(stream: bool) -> Accepted:
     """Validate a generation request and queue it (every 4xx/5xx is raised before any text is sent)."""
-    s = state()
-    body = read_json_object()
-    try:
-        req = GenerateRequest.model_validate(body)
-    except ValidationError as error:
-        raise _validation_error(error) from error
-    limits = s.settings.limits
-    if len(req.prompt) > limits.max_prompt_chars:
-        raise APIError(413, f"`prompt` has {len(req.prompt)} characters, over the limit of "
-                            f"{limits.max_prompt_chars}", field="prompt")
-    if req.max_new_chars > limits.max_new_chars:
-        raise APIError(422, f"`max_new_chars` must be at most {limits.max_new_chars}, got {req.max_new_chars}",
-                       field="max_new_chars")
-    try:
-        params = SamplingParams(
-            max_new_chars=req.max_new_chars, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
-            repetition_penalty=req.repetition_penalty, seed=req.seed, stop=req.stop, n=req.n,
-            return_logprobs=req.return_logprobs,
-        )
-    except SamplingError as error:
-        raise APIError(422, str(error), field=error.field) from error
-    if s.draining.is_set():
-        raise APIError(503, "the server is shutting down", headers={"Retry-After": "5"})
-    try:
-        batcher = s.registry.get(req.model)
-    except UnknownModel as error:
-        raise APIError(404, str(error), field="model") from error
-    except ModelUnavailable as error:
-        raise APIError(503, str(error), field="model") from error
-    try:
-        batcher.loaded.tokenizer.encode(req.prompt)
-    except TokenizerError as error:
-        raise APIError(422, f"`prompt`: {error}", field="prompt") from error
-    prompt, new_constraint, echo = req.prompt, None, ""
-    if req.form is not None:
-        prepared = _prepare_form(req.form, batcher, req.prompt)
-        if prepared is not None:
-            prompt, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
-    try:
-        rows = batcher.make_rows(prompt, params, new_constraint)
-    except SamplingError as error:
-        raise APIError(422, str(error), field=error.field) from error
-    try:
-        job = batcher.submit(rows, stream=stream)
-    except QueueFull as error:
-        raise APIError(429, str(error), headers={"Retry-After": str(error.retry_after)}) from error
-    except JobFailed as error:
-        raise APIError(503, str(error)) from error
-    return Accepted(req, batcher, job, prompt, echo)
+    req = GenerateRequest.model_validate(read_json_object())
+    check_limits(req.prompt, req.max_new_chars)
+    params = SamplingParams(
+        max_new_chars=req.max_new_chars, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
+        repetition_penalty=req.repetition_penalty, seed=req.seed, stop=req.stop, n=req.n, best_of=req.best_of,
+        return_logprobs=req.return_logprobs,
+    )
+    if stream:
+        refuse_ranked_stream(params)
+    batcher = model_batcher(req.model)
+    prompt, rows, echo = prepare_rows(batcher, req.prompt, params, req.form)
+    return Accepted(req, batcher, batcher.submit(rows, stream=stream), prompt, echo)
 
 
-def _job_error(job: Job) -> APIError:
+def refuse_ranked_stream(params: SamplingParams) -> None:
+    """A stream cannot rank candidates it has already sent: ``best_of`` > ``n`` is refused (as OpenAI does)."""
+    if params.candidates > params.n:
+        raise APIError(422, f"`best_of` ({params.best_of}) greater than `n` ({params.n}) cannot be streamed: "
+                            "the best candidates are known only when all are done", field="best_of")
+
+
+def wait_for(job: Job, batcher: Batcher) -> None:
+    """Wait until ``job`` is done (cancelling it if this thread is interrupted); raise its failure."""
+    try:
+        job.done.wait()
+    finally:
+        if not job.done.is_set():
+            batcher.cancel(job)
+    if job.error is not None:
+        raise job_error(job)
+
+
+def job_error(job: Job) -> APIError:
+    """The answer for a job that failed or was cancelled."""
     if job.error == "cancelled":
         return APIError(503, "the request was cancelled")
     return APIError(500, f"generation failed: {job.error}")
@@ -225,18 +224,16 @@ def generate() -> Response:
     """Generate; answer when every sample is done."""
     accepted = accept(stream=False)
     job = accepted.job
-    try:
-        job.done.wait()
-    finally:
-        if not job.done.is_set():
-            accepted.batcher.cancel(job)
-    if job.error is not None:
-        raise _job_error(job)
-    samples = [job.samples[i] for i in range(len(job.rows))]
+    wait_for(job, accepted.batcher)
+    candidates = [job.samples[i] for i in range(len(job.rows))]
+    params = job.rows[0].params
+    samples = select_best(candidates, params.n) if params.candidates > params.n else candidates
     response = GenerateResponse.model_validate({
         "model": accepted.request.model,
-        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob} for s in samples],
-        "usage": {"prompt_chars": len(accepted.prompt), "generated_chars": sum(s.generated_chars for s in samples)},
+        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob}
+                    for s in samples],
+        "usage": {"prompt_chars": len(accepted.prompt),
+                  "generated_chars": sum(s.generated_chars for s in candidates)},
         "timing": {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)},
     })
     return jsonify(dump(response))
@@ -255,7 +252,7 @@ def _event(kind: str, index: int | None, payload: Any, job: Job) -> str:
             event["logprob"] = payload.logprob
         return _sse(event)
     if kind == "error":
-        return _sse(_job_error(job).body()) + "data: [DONE]\n\n"
+        return _sse(job_error(job).body()) + "data: [DONE]\n\n"
     return ""
 
 
@@ -263,38 +260,51 @@ def _event(kind: str, index: int | None, payload: Any, job: Job) -> str:
 def generate_stream() -> Response:
     """Generate as Server-Sent Events: text events per step, a finish event per sample, then [DONE]."""
     accepted = accept(stream=True)
-    job, batcher = accepted.job, accepted.batcher
+    job = accepted.job
     prompt_chars = len(accepted.prompt)
+
+    def render(kind: str, index: int | None, payload: Any) -> str:
+        if kind != "done":
+            return _event(kind, index, payload, job)
+        usage = {"prompt_chars": prompt_chars, "generated_chars": sum(s.generated_chars for s in job.samples.values())}
+        timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
+        return _sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
+
+    # a latex form's opening and prompt come first, so that each sample's text compiles alone
+    first = "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows))) if accepted.echo else ""
+    return sse_response(job, accepted.batcher, render, first)
+
+
+Render = Callable[[str, "int | None", Any], str]
+
+
+def sse_response(job: Job, batcher: Batcher, render: Render, first: str = "") -> Response:
+    """Stream ``job`` as Server-Sent Events: ``first``, then ``render(kind, index, payload)`` of each event.
+
+    The stream ends after the ``done`` or ``error`` event (whose rendering ends with ``data: [DONE]``).
+    Events already waiting go out in one write; an idle stream sends a comment every
+    ``KEEPALIVE_S``, and writing is how a gone client is noticed: its rows then leave the batch.
+    """
 
     def events() -> Iterator[str]:
         try:
-            if accepted.echo:  # a latex form's opening and prompt come first, so the text compiles alone
-                yield "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows)))
+            if first:
+                yield first
             while True:
                 try:
                     batch = [job.events.get(timeout=KEEPALIVE_S)]
                 except queue.Empty:
-                    yield ": keep-alive\n\n"  # writing is how a gone client is noticed
+                    yield ": keep-alive\n\n"
                     continue
-                while True:  # everything already waiting goes out in one write
+                while True:
                     try:
                         batch.append(job.events.get_nowait())
                     except queue.Empty:
                         break
-                chunk = []
-                for kind, index, payload in batch:
-                    if kind == "done":
-                        usage = {"prompt_chars": prompt_chars,
-                                 "generated_chars": sum(s.generated_chars for s in job.samples.values())}
-                        timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
-                        chunk.append(_sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n")
-                        yield "".join(chunk)
-                        return
-                    chunk.append(_event(kind, index, payload, job))
-                    if kind == "error":
-                        yield "".join(chunk)
-                        return
+                chunk = [render(kind, index, payload) for kind, index, payload in batch]
                 yield "".join(chunk)
+                if any(kind in ("done", "error") for kind, _, _ in batch):
+                    return
         finally:
             if not job.done.is_set():
                 batcher.cancel(job)  # the client went away: free its rows

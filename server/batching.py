@@ -124,9 +124,10 @@ class Batcher:
     # ----------------------------------------------------------------- request side
     def make_rows(self, prompt: str, params: SamplingParams,
                   new_constraint: Callable[[], Constraint] | None = None) -> list[Row]:
-        """The ``params.n`` rows of a request (raises ``SamplingError`` for a prompt it cannot encode)."""
+        """The ``params.candidates`` rows of a request (``best_of``, else ``n``; raises ``SamplingError``
+        for a prompt it cannot encode)."""
         rows = []
-        for index in range(params.n):
+        for index in range(params.candidates):
             constraint = new_constraint() if new_constraint is not None else None
             rows.append(self.batch.make_row(prompt, params, index=index, constraint=constraint))
         return rows

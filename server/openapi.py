@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from server.openai_schemas import Completion, CompletionRequest, OpenAIErrorBody
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
 
@@ -18,7 +19,8 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     components: dict[str, Any] = {}
-    for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody):
+    for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody, CompletionRequest, Completion,
+                  OpenAIErrorBody):
         schema = model.model_json_schema(ref_template=REF)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -32,8 +34,8 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
-def _error(description: str, headers: dict | None = None) -> dict[str, Any]:
-    response = {"description": description, "content": _json("ErrorBody")}
+def _error(description: str, headers: dict | None = None, body: str = "ErrorBody") -> dict[str, Any]:
+    response = {"description": description, "content": _json(body)}
     if headers:
         response["headers"] = headers
     return response
@@ -53,6 +55,28 @@ ERRORS = {
     "503": _error("The model failed to load, or the server is shutting down."),
 }
 
+# The same statuses on the OpenAI-compatible routes, in OpenAI's error shape (`param` names the field).
+OPENAI_ERRORS = {
+    status: _error(meta["description"], meta.get("headers"), body="OpenAIErrorBody") for status, meta in ERRORS.items()
+}
+
+STREAM_OK = {
+    "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
+                   "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
+                   "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
+                   "`data: {\"error\": {...}}` then `data: [DONE]`.",
+    # The schema describes each event (as OpenAPI 3.2's itemSchema does, and schemathesis reads it).
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+    }}},
+}
+COMPLETIONS_OK = {
+    "description": "The completion; with `stream`, Server-Sent Events: `data: {completion chunk}` (the "
+                   "Completion shape, `finish_reason` null until a choice's last chunk), then `data: [DONE]`; "
+                   "an error after the start is `data: {\"error\": {...}}` then `data: [DONE]`.",
+    "content": {**_json("Completion"), **STREAM_OK["content"]},
+}
 
 # The shapes of `form` (checked by textgen.forms, which answers 422 with the field for what it cannot do).
 POEM_FORM = {
@@ -75,32 +99,33 @@ LATEX_FORM = {
 }
 
 
-def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
-    """The description of a server with these settings (and these models, given as examples)."""
+def _components(settings: ServerSettings, model_names: list[str] | None) -> dict[str, Any]:
+    """The schemas, with the configured limits, the models as examples and the shapes of ``form``."""
     components = copy.deepcopy(_COMPONENTS)
     request = components["GenerateRequest"]["properties"]
+    completion = components["CompletionRequest"]["properties"]
     limits = settings.limits
     request["max_new_chars"]["maximum"] = limits.max_new_chars
     request["prompt"]["maxLength"] = limits.max_prompt_chars
-    if model_names:
-        request["model"]["examples"] = list(model_names)
-    request["form"] = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
-                                 {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
-                       "default": None, "description": request["form"].get("description", "")}
+    completion["max_tokens"]["anyOf"][0]["maximum"] = limits.max_new_chars
+    for option in completion["prompt"]["anyOf"]:
+        (option if option["type"] == "string" else option["items"])["maxLength"] = limits.max_prompt_chars
+    forms = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
+                       {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
+             "default": None, "description": request["form"].get("description", "")}
+    for properties in (request, completion):
+        properties["form"] = forms
+        if model_names:
+            properties["model"]["examples"] = list(model_names)
     components["PoemForm"] = POEM_FORM
     components["LatexForm"] = LATEX_FORM
+    return components
+
+
+def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
+    """The description of a server with these settings (and these models, given as examples)."""
+    components = _components(settings, model_names)
     body = {"required": True, "content": _json("GenerateRequest")}
-    stream_ok = {
-        "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
-                       "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
-                       "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
-                       "`data: {\"error\": {...}}` then `data: [DONE]`.",
-        # The schema describes each event (as OpenAPI 3.2's itemSchema does, and schemathesis reads it).
-        "content": {"text/event-stream": {"schema": {
-            "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
-        }}},
-    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "textgen", "version": "1",
@@ -135,7 +160,11 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
                               **ERRORS}}},
             "/v1/generate/stream": {"post": {
                 "summary": "Generate as a stream of Server-Sent Events", "operationId": "generateStream",
-                "requestBody": body, "responses": {"200": stream_ok, **ERRORS}}},
+                "requestBody": body, "responses": {"200": STREAM_OK, **ERRORS}}},
+            "/v1/completions": {"post": {
+                "summary": "OpenAI-compatible completions (tokens are characters)", "operationId": "createCompletion",
+                "requestBody": {"required": True, "content": _json("CompletionRequest")},
+                "responses": {"200": COMPLETIONS_OK, **OPENAI_ERRORS}}},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics", "operationId": "metrics",
                 "responses": {"200": {"description": "Prometheus text format.",

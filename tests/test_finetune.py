@@ -16,7 +16,7 @@ from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.evaluation import evaluate_text
 from textgen.export import load_export
 from textgen.export import export_model
-from textgen.finetune import FineTuneError, apply_init_from, architecture_conflicts
+from textgen.training.start import FineTuneError, apply_init_from, architecture_conflicts
 from textgen.sampling import SamplingParams, generate
 
 from conftest import REPO, cli, corpus_file

@@ -253,7 +253,9 @@ def test_415_unless_json(live):
     ({"n": 17}, "n"),
     ({"form": "jueju"}, "form"),
     ({"return_logprobs": "yes"}, "return_logprobs"),
-    ({"best_of": 2}, "best_of"),
+    ({"n": 3, "best_of": 2}, "best_of"),
+    ({"best_of": 0}, "best_of"),
+    ({"logit_bias": {}}, "logit_bias"),
 ])
 def test_422_names_the_field(live, fields, field):
     body = {"model": SHAKESPEARE, **fields} if field != "model" else fields

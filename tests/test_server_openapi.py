@@ -36,13 +36,17 @@ def test_the_description_is_valid_openapi(live):
     validate_spec(spec)
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/models/{name}/latex", "/v1/generate",
-                                  "/v1/generate/stream", "/metrics", "/openapi.json", "/"}
-    for path in ("/v1/generate", "/v1/generate/stream"):
+                                  "/v1/generate/stream", "/v1/completions", "/metrics", "/openapi.json", "/"}
+    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions"):
         assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
     request = spec["components"]["schemas"]["GenerateRequest"]
     assert request["required"] == ["model"]
     assert request["properties"]["max_new_chars"]["maximum"] == 2000  # the configured limit
     assert request["properties"]["model"]["examples"] == sorted(MODELS)
+    completion = spec["components"]["schemas"]["CompletionRequest"]["properties"]
+    assert completion["max_tokens"]["default"] == request["properties"]["max_new_chars"]["default"]  # one default
+    assert completion["max_tokens"]["anyOf"][0]["maximum"] == 2000
+    assert {"top_k", "repetition_penalty", "form", "best_of", "logprobs", "echo", "user"} <= set(completion)
 
 
 def test_real_responses_match_the_description(live):
@@ -63,6 +67,14 @@ def test_real_responses_match_the_description(live):
         ("POST", "/v1/generate", "text/plain"),
         ("POST", "/v1/generate/stream", {"model": TANG, "temperature": -1}),
         ("POST", "/v1/generate", {"model": "broken"}),
+        ("POST", "/v1/completions", {"model": TANG, "prompt": ["春", "月"], "max_tokens": 8, "n": 2, "logprobs": 2,
+                                     "echo": True, "best_of": 3}),
+        ("POST", "/v1/completions", {"model": TANG, "max_tokens": 4, "stream": True}),
+        ("POST", "/v1/completions", {"model": "nope"}),
+        ("POST", "/v1/completions", {"model": TANG, "top_p": 2}),
+        ("POST", "/v1/completions", {"model": TANG, "stream": True, "best_of": 2}),
+        ("POST", "/v1/completions", {"model": "broken"}),
+        ("POST", "/v1/completions", b"[1]"),
     ]
     for method, path, body in calls:
         if body is None:

@@ -92,3 +92,22 @@ def test_page_writes_a_poem_in_a_form(live, browser, tmp_path):
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT.replace(".png", "-poem.png"), full_page=True)
     page.close()
+
+
+def test_page_returns_the_best_of_several_drafts(live, browser):
+    page = browser.new_page()
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page.select_option("#model", "tiny-tang")
+    page.select_option("#form", "jueju-5")
+    page.fill("#seed", "2")
+    page.fill("#best_of", "4")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('characters in')",
+                           timeout=60_000)
+    status = page.inner_text("#status")
+    assert "best of 4 drafts" in status and "finish: form_complete" in status
+    native = live.post("/v1/generate", {"model": "tiny-tang", "form": {"kind": "jueju", "chars_per_line": 5},
+                                        "seed": 2, "best_of": 4}).json()
+    assert page.inner_text("#output") == native["samples"][0]["text"]  # the page shows the server's best draft
+    page.close()

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 import textgen.train  # noqa: F401  (registers the config resolvers)
 from conftest import REPO, cli, corpus_file
-from textgen.sweep import claim_export_name, collect_rows, write_summary
+from textgen.training.sweep import claim_export_name, collect_rows, write_summary
 
 QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.layers=1", "model.encoder.hidden=16",
          "data.context_chars=16", "data.target_chars=24", "data.batch_size=8", "data.val_batch_size=64",

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from textgen.data.windows import TiledWindows, Window
+from textgen.data.windows import TiledWindows, Window, window_at
 from textgen.export import LoadedModel
 from textgen.models import Seq2SeqLM
-from textgen.tokenizer import PAD_ID
+from textgen.tokenizer import BOS_ID, PAD_ID, add_token_logprob
 
 
 def score_batch(model: Seq2SeqLM, batch: Window, chars_per_token: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,3 +86,29 @@ def evaluate_text(
     loss = total_nll / max(total_chars, 1)
     return EvalResult(bpc=loss / math.log(2), loss=loss, chars=total_chars, tokens=len(ids),
                       seconds=seconds, chars_per_second=total_chars / seconds if seconds else 0.0)
+
+
+@torch.inference_mode()
+def continuation_logprobs(loaded: LoadedModel, prompt: str, text: str, batch_size: int = 32) -> list[float]:
+    """The model's log-probability (nats) of each character of ``text`` written after ``prompt``.
+
+    Read as generation reads it: windows of ``target_chars`` tokens from where ``text`` starts,
+    each with the ``context_chars`` tokens before it as context, scored by the model's forward
+    pass (not its step-by-step decoding).  A character of several byte pieces gets their sum.
+    """
+    tok, info = loaded.tokenizer, loaded.info
+    head, ids = [BOS_ID, *tok.encode(prompt)], tok.encode(text)
+    stream = torch.tensor(head + ids)
+    starts = list(range(len(head), len(stream), info.target_chars))
+    device = next(loaded.model.parameters()).device
+    token_logprobs: list[float] = []
+    for first in range(0, len(starts), batch_size):
+        windows = [window_at(stream, p, info.context_chars, info.target_chars) for p in starts[first:first + batch_size]]
+        context, lengths, inputs, targets = (torch.stack(parts).to(device) for parts in zip(*windows))
+        logits, _ = loaded.model(context, inputs, context_lengths=lengths)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(2, targets.clamp(min=0)[..., None])[..., 0]
+        token_logprobs.extend(logprobs[targets != PAD_ID].tolist())
+    chars: list[float] = []
+    for token, logprob in zip(ids, token_logprobs):
+        add_token_logprob(chars, tok.chars_per_token[token], logprob)
+    return chars

@@ -2,7 +2,8 @@
 
 A thin shell over :func:`textgen.sampling.generate`, the API the server and evaluation use too.
 One sample streams to stdout as it is written; ``n`` > 1 samples are generated as one batch and
-printed in turn.  ``form=jueju|lushi|latex`` (with ``chars_per_line``, ``acrostic``, ``title``,
+printed in turn.  ``best_of=k`` draws k candidates as one batch and prints the ``n`` the model finds
+most likely per character, best first, each with its log-probability per character.  ``form=jueju|lushi|latex`` (with ``chars_per_line``, ``acrostic``, ``title``,
 ``rhyme``, ``environment``) samples under a form of :mod:`textgen.forms`, exactly as the REST
 API's ``form`` object does.
 """
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from textgen.cli import command_line
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FormError, prepare_form
-from textgen.sampling import SamplingError, SamplingParams, generate
+from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -32,7 +33,7 @@ def sampling_params(cfg: DictConfig) -> SamplingParams:
     return SamplingParams(
         max_new_chars=cfg.max_new_chars, temperature=float(cfg.temperature), top_k=cfg.top_k,
         top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), seed=cfg.seed,
-        stop=stop, n=cfg.n,
+        stop=stop, n=cfg.n, best_of=cfg.best_of,
     )
 
 
@@ -69,7 +70,7 @@ def run(cfg: DictConfig) -> int:
             prompt = prepared.prompt
             constraint = lambda index: prepared.new_constraint()  # noqa: E731
         out = sys.stdout
-        streaming = params.n == 1
+        streaming = params.candidates == 1
         if streaming:
             out.write(prompt)
             out.flush()
@@ -92,11 +93,19 @@ def run(cfg: DictConfig) -> int:
         out.write("\n")
     else:
         for i, sample in enumerate(samples):
-            out.write(f"--- sample {i + 1}/{len(samples)} ({sample.finish_reason}) ---\n{prompt}{sample.text}\n")
+            out.write(f"--- sample {i + 1}/{len(samples)} ({_describe(sample, params)}) ---\n{prompt}{sample.text}\n")
     chars = sum(s.generated_chars for s in samples)
     print(f"[{loaded.name}: {chars} characters in {seconds:.2f} s, {chars / max(seconds, 1e-9):,.0f} chars/s; "
           f"finish: {', '.join(s.finish_reason for s in samples)}]", file=sys.stderr)
     return 0
+
+
+def _describe(sample: Sample, params: SamplingParams) -> str:
+    """The header words of a printed sample: its finish reason, and its rank score under best_of."""
+    if params.candidates == params.n:
+        return sample.finish_reason
+    return (f"{sample.finish_reason}, candidate {sample.index + 1}/{params.candidates}, "
+            f"{sample.logprob_per_char:.3f} nats/char")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")

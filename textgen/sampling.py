@@ -26,10 +26,11 @@ from torch import Tensor
 
 from textgen.export import LoadedModel
 from textgen.models import DecoderState
-from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError
+from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, add_token_logprob
 
 MAX_STOP_STRINGS = 8
 MAX_SAMPLES = 16
+MAX_TOP_LOGPROBS = 5
 _SEED_MODULUS = 2**63 - 1
 
 
@@ -62,8 +63,13 @@ class SamplingParams:
     """Up to 8 strings; the text ends before the first one, which is not returned."""
     n: int = 1
     """Independent samples, generated as one batch."""
+    best_of: int | None = None
+    """Candidates drawn as one batch (>= n); the n with the highest model log-probability per
+    character are returned, best first.  None: n (every sample is returned, in order)."""
     return_logprobs: bool = False
-    """Report the model's log-probability of each sample (sum over generated tokens)."""
+    """Report each sample's model log-probability: the sum, and one value per returned character."""
+    top_logprobs: int = 0
+    """Also report, at each character, the most likely whole characters (up to 5) and their log-probabilities."""
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop)
@@ -80,10 +86,29 @@ class SamplingParams:
             ("stop", len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop),
              f"must be at most {MAX_STOP_STRINGS} non-empty strings"),
             ("n", isinstance(self.n, int) and 1 <= self.n <= MAX_SAMPLES, f"must be between 1 and {MAX_SAMPLES}"),
+            ("best_of", self.best_of is None or _int_between(self.best_of, self.n, MAX_SAMPLES),
+             f"must be null or an integer from n ({self.n}) to {MAX_SAMPLES}"),
+            ("top_logprobs", _int_between(self.top_logprobs, 0, MAX_TOP_LOGPROBS),
+             f"must be an integer from 0 to {MAX_TOP_LOGPROBS}"),
         ]
         for name, ok, message in checks:
             if not ok:
                 raise SamplingError(name, f"`{name}` {message}, got {getattr(self, name)!r}")
+
+
+    @property
+    def candidates(self) -> int:
+        """Rows drawn for the request: ``best_of``, or ``n`` without it."""
+        return self.n if self.best_of is None else self.best_of
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the chosen characters' log-probabilities are tracked (asked for, or to rank)."""
+        return self.return_logprobs or self.top_logprobs > 0 or self.candidates > self.n
+
+
+def _int_between(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _finite(value: object) -> bool:
@@ -182,12 +207,35 @@ class Constraint(Protocol):
 # --------------------------------------------------------------------------- rows
 @dataclass
 class Sample:
-    """One finished sample."""
+    """One finished sample.
+
+    The log-probabilities are the model's own (its softmax before temperature, truncation,
+    penalty or form masks), of the returned text: a stop string is not part of it.
+    """
 
     text: str
     finish_reason: str  # "length" | "stop" | "form_complete"
     generated_chars: int
     logprob: float | None = None
+    """Sum of ``char_logprobs`` (nats); None unless the request tracked log-probabilities."""
+    char_logprobs: list[float] | None = None
+    """One log-probability per character of ``text`` (a character of byte pieces: their sum)."""
+    top_logprobs: list[dict[str, float]] | None = None
+    """Per character of ``text``, the ``top_logprobs`` most likely whole characters there."""
+    index: int = 0
+    """Which candidate of the request this is (its seed is the request's seed + index)."""
+
+    @property
+    def logprob_per_char(self) -> float:
+        """Mean log-probability per returned character: what ``best_of`` ranks by (-inf if empty)."""
+        if not self.char_logprobs:
+            return float("-inf")
+        return sum(self.char_logprobs) / len(self.char_logprobs)
+
+
+def select_best(samples: Sequence[Sample], n: int) -> list[Sample]:
+    """The ``n`` samples with the highest log-probability per character, best first (ties: lower index)."""
+    return sorted(samples, key=lambda s: (-s.logprob_per_char, s.index))[:n]
 
 
 @dataclass
@@ -206,7 +254,9 @@ class Row:
     utf8_state: int = _UTF8_IDLE
     utf8_need: int = 0
     pending: bytearray = field(default_factory=bytearray)
-    logprob: float = 0.0
+    char_logprobs: list[float] = field(default_factory=list)
+    top: list[dict[str, float]] = field(default_factory=list)
+    index: int = 0
     finish_reason: str | None = None
 
     @property
@@ -214,8 +264,13 @@ class Row:
         return self.finish_reason is not None
 
     def sample(self) -> Sample:
-        return Sample(self.text, self.finish_reason or "length", self.chars,
-                      self.logprob if self.params.return_logprobs else None)
+        sample = Sample(self.text, self.finish_reason or "length", self.chars, index=self.index)
+        if self.params.wants_logprobs:
+            sample.char_logprobs = self.char_logprobs[: len(self.text)]  # a stop string is cut off
+            sample.logprob = math.fsum(sample.char_logprobs)
+        if self.params.top_logprobs:
+            sample.top_logprobs = self.top[: len(self.text)]
+        return sample
 
 
 @contextlib.contextmanager
@@ -269,6 +324,9 @@ class DecodeBatch:
         idle = (~is_byte & ~specials) | (is_byte & leads)
         masks = [idle] + [is_byte & (byte_values >= lo) & (byte_values <= hi) for lo, hi in _CONTINUATIONS]
         self.utf8_masks = torch.stack(masks).to(self.device)  # (1 + ranges, V)
+        whole = [bool(text) for text in self.piece_text]  # pieces that are characters (top_logprobs)
+        self.whole_chars = torch.tensor(whole, dtype=torch.bool, device=self.device)
+        self.n_whole = max(1, sum(whole))
         # Pieces never seen in training (byte pieces of characters outside the corpus) keep a small
         # probability a short training run never drove to zero: a Shakespeare model would write
         # control characters or kana now and then.  None when the export does not say.
@@ -299,7 +357,7 @@ class DecodeBatch:
             raise SamplingError("prompt", str(error)) from error
         seed = None if params.seed is None else (params.seed + index) % _SEED_MODULUS
         return Row(params=params, tokens=[BOS_ID, *ids], generator=_make_generator(seed),
-                   constraint=constraint, tag=tag)
+                   constraint=constraint, tag=tag, index=index)
 
     def add(self, rows: Sequence[Row]) -> None:
         """Join ``rows`` to the batch: their contexts are encoded now, they decode from the next step."""
@@ -364,19 +422,37 @@ class DecodeBatch:
             logits, self.state = self.model.step(inputs, self.state)  # (B, V)
         logits = logits.float()
         chosen = self._choose(logits)
-        logprobs = None
-        if any(row.params.return_logprobs for row in self.rows):
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0].tolist()
+        self._record_logprobs(logits, chosen)
         self.seen[torch.arange(len(self.rows), device=self.device), chosen] = True
         out, done = [], []
-        for i, (row, token) in enumerate(zip(self.rows, chosen.tolist())):
-            if logprobs is not None:
-                row.logprob += logprobs[i]
+        for row, token in zip(self.rows, chosen.tolist()):
             out.append((row, self._advance(row, token)))
             if row.finished:
                 done.append(row)
         self.remove(done)
         return out
+
+    def _record_logprobs(self, logits: Tensor, chosen: Tensor) -> None:
+        """Add the chosen tokens' model log-probabilities (and the top characters) to the rows that track them."""
+        rows = self.rows
+        if not any(row.params.wants_logprobs for row in rows):
+            return
+        logprobs = torch.log_softmax(logits, dim=-1)
+        picked = logprobs.gather(1, chosen[:, None])[:, 0].tolist()
+        chars = [self.tokenizer.chars_per_token[token] for token in chosen.tolist()]
+        k = max(row.params.top_logprobs for row in rows)
+        top_values = top_ids = None
+        if k:
+            ranked = logprobs.masked_fill(~self.whole_chars, float("-inf")).topk(min(k, self.n_whole), dim=-1)
+            top_values, top_ids = ranked.values.tolist(), ranked.indices.tolist()
+        for i, row in enumerate(rows):
+            if not row.params.wants_logprobs:
+                continue
+            add_token_logprob(row.char_logprobs, chars[i], picked[i])
+            if row.params.top_logprobs and chars[i] >= 1:
+                keep = row.params.top_logprobs
+                top = {self.piece_text[t]: v for t, v in zip(top_ids[i][:keep], top_values[i][:keep])}
+                row.top.extend([top] * chars[i])
 
     def _choose(self, logits: Tensor) -> Tensor:
         rows = self.rows
@@ -483,20 +559,24 @@ def generate(
     on_text: Callable[[int, str], None] | None = None,
     constraint: Callable[[int], Constraint | None] | None = None,
 ) -> list[Sample]:
-    """Generate ``params.n`` samples after ``prompt`` as one batch.
+    """Generate ``params.n`` samples after ``prompt``; ``params.best_of`` candidates as one batch.
 
-    ``on_text(index, text)`` receives text as it is produced; ``constraint(index)`` builds each
-    sample's form constraint.
+    Without ``best_of`` the samples come in order and ``on_text(index, text)`` receives their text
+    as it is produced.  With ``best_of`` > n the ``n`` best candidates are returned, best first
+    (:func:`select_best`), and ``on_text`` is not called: a candidate's rank is known only once
+    every candidate is done.  ``constraint(index)`` builds each candidate's form constraint.
     """
     params = params or SamplingParams()
     batch = DecodeBatch(loaded)
     rows = [
         batch.make_row(prompt, params, index=i, constraint=constraint(i) if constraint else None, tag=i)
-        for i in range(params.n)
+        for i in range(params.candidates)
     ]
+    ranked = params.candidates > params.n
     batch.add(rows)
     while len(batch):
         for row, text in batch.step():
-            if text and on_text is not None:
+            if text and on_text is not None and not ranked:
                 on_text(row.tag, text)
-    return [row.sample() for row in rows]
+    samples = [row.sample() for row in rows]
+    return select_best(samples, params.n) if ranked else samples

@@ -200,6 +200,20 @@ class CharTokenizer:
         return len(self.pieces[token])
 
 
+def add_token_logprob(char_logprobs: list[float], chars: int, logprob: float) -> None:
+    """Attribute one token's log-probability to the characters of text it stands for.
+
+    ``chars`` is the token's :attr:`CharTokenizer.chars_per_token`: a piece of one character (or
+    the lead byte of a character outside the vocabulary) starts a new entry; a UTF-8 continuation
+    byte (0 characters) adds to the character it continues, so a character's log-probability is
+    the sum over its byte pieces.  A piece of several characters shares its value among them.
+    """
+    if chars >= 1:
+        char_logprobs.extend([logprob / chars] * chars)
+    elif char_logprobs:
+        char_logprobs[-1] += logprob
+
+
 class _ProtoBuffer:
     """A minimal writable sink for ``SentencePieceTrainer.train(model_writer=...)``."""
 

@@ -32,7 +32,7 @@ from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
 from textgen.data.tokens import absent_pieces
 from textgen.export import export_model, machine_description, unshipped_export_name
-from textgen.finetune import RunStart, prepare_run
+from textgen.training.start import RunStart, prepare_run
 from textgen.models import ModelConfig
 
 log = logging.getLogger("textgen.train")
@@ -348,7 +348,7 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
     """Write the export folder and the run's ``result.json``; returns the export folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    from textgen.sweep import claim_export_name
+    from textgen.training.sweep import claim_export_name
 
     export_name = job.export_name
     if job.multirun:  # the jobs of a sweep claim names from the unshipped one, so they never collide
@@ -361,7 +361,7 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
         untrained_pieces=untrained_pieces(start), extra_files=latex_files(cfg, start),
     )
-    # The run's outcome beside its checkpoints, for sweep summaries (textgen.sweep).
+    # The run's outcome beside its checkpoints, for sweep summaries (textgen.training.sweep).
     atomic_write_text(job.run_dir / "result.json", json.dumps({**metrics, "export": str(dest)}, indent=1) + "\n")
     log.info("exported %s (val bpc %.4f at step %d) to %s", export_name, outcome.val_bpc, outcome.best_step, dest)
     print(f"exported {dest}  val_bpc={outcome.val_bpc:.4f}  steps={metrics['steps']}", flush=True)

@@ -9,7 +9,7 @@ running (or killed) has ``status`` ``running``.  The ``config`` column shows the
 differ between the sweep's jobs.  Metrics come from ``result.json``, which ``textgen.train``
 writes into a run's folder after exporting it.
 
-``python -m textgen.sweep <sweep folder>`` rebuilds and prints the table (e.g. after a SLURM
+``python -m textgen.training.sweep <sweep folder>`` rebuilds and prints the table (e.g. after a SLURM
 sweep whose launcher was stopped).
 """
 
@@ -195,10 +195,10 @@ class SweepSummary(Callback):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m textgen.sweep SWEEP_DIR``: rebuild the summary of a sweep folder and print it."""
+    """``python -m textgen.training.sweep SWEEP_DIR``: rebuild the summary of a sweep folder and print it."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not Path(args[0]).is_dir():
-        print("usage: python -m textgen.sweep SWEEP_DIR", file=sys.stderr)
+        print("usage: python -m textgen.training.sweep SWEEP_DIR", file=sys.stderr)
         sys.exit(2)
     rows = write_summary(args[0])
     print(render_markdown(rows, args[0]), end="")

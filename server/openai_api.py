@@ -1,0 +1,207 @@
+"""``POST /v1/completions``: OpenAI's completions API over the same batcher, registry and sampler.
+
+The official ``openai`` clients, LangChain and curl scripts work with ``base_url=http://host/v1``
+and any API key.  A request's fields map onto :class:`textgen.sampling.SamplingParams` (its
+defaults are textgen's, see :mod:`server.openai_schemas`); each prompt of a list becomes ``best_of``
+rows of one job.  Tokens are characters.  Errors on this blueprint's routes answer in OpenAI's
+shape, ``{"error": {"message", "type", "param", "code"}}`` (:func:`openai_error_body`), with the
+statuses the client maps (statuses are chosen once, in :mod:`server.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from textgen.evaluation import continuation_logprobs
+from textgen.sampling import Row, Sample, SamplingParams, select_best
+
+from server import errors
+from server.api import check_limits, job_error, model_batcher, prepare_rows, read_json_object, refuse_ranked_stream, \
+    sse_response, wait_for
+from server.batching import Batcher, Job
+from server.errors import APIError
+from server.openai_schemas import DEFAULTS, Completion, CompletionRequest
+
+bp = Blueprint("openai", __name__)
+
+FINISH_REASONS = {"length": "length", "stop": "stop", "form_complete": "stop"}
+"""textgen's finish reasons in OpenAI's words: a completed form is a natural stop."""
+PARAMS = {"max_new_chars": "max_tokens", "top_logprobs": "logprobs", "return_logprobs": "logprobs"}
+"""Sampler parameter names that OpenAI's request calls otherwise (for an error's ``param``)."""
+
+
+def openai_error_body(error: APIError) -> dict[str, Any]:
+    """An error in OpenAI's shape; ``type`` tells a client's retry logic what kind it is."""
+    if error.status == 429:
+        kind, code = "rate_limit_error", "rate_limit_exceeded"
+    elif error.status >= 500:
+        kind, code = "server_error", error.code
+    else:
+        kind, code = "invalid_request_error", error.code
+    if error.status == 404 and error.field == "model":
+        code = "model_not_found"
+    param = PARAMS.get(error.field, error.field) if error.field else None
+    return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
+
+
+errors.register_shape(bp.name, openai_error_body, paths=("/v1/completions",))
+
+
+@dataclass
+class Planned:
+    """A validated completion request, queued as one job of ``len(prompts) * params.candidates`` rows."""
+
+    request: CompletionRequest
+    params: SamplingParams
+    batcher: Batcher
+    prompts: list[str]
+    """Each prompt as the model read it (a form may add a title line)."""
+    job: Job
+    id: str = field(default_factory=lambda: f"cmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def echo(self, i: int) -> str:
+        return self.prompts[i] if self.request.echo else ""
+
+
+def sampling_params(req: CompletionRequest) -> SamplingParams:
+    """The sampler's parameters of a request (a null field takes textgen's default)."""
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    return SamplingParams(
+        max_new_chars=pick(req.max_tokens, DEFAULTS.max_new_chars),
+        temperature=pick(req.temperature, DEFAULTS.temperature), top_p=pick(req.top_p, DEFAULTS.top_p),
+        top_k=req.top_k, repetition_penalty=req.repetition_penalty, seed=req.seed, stop=stop,
+        n=pick(req.n, DEFAULTS.n), best_of=req.best_of,
+        return_logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
+    )
+
+
+def plan() -> Planned:
+    """Validate the request and queue its rows (every error is raised before any text is sent)."""
+    req = CompletionRequest.model_validate(read_json_object())
+    params = sampling_params(req)
+    for prompt in req.prompts():
+        check_limits(prompt, params.max_new_chars, length_field="max_tokens")
+    if req.stream:
+        refuse_ranked_stream(params)
+    batcher = model_batcher(req.model)
+    prompts, rows = [], []
+    for prompt in req.prompts():
+        read, prompt_rows, _ = prepare_rows(batcher, prompt, params, req.form)
+        prompts.append(read)
+        rows.extend(prompt_rows)
+    return Planned(req, params, batcher, prompts, batcher.submit(rows, stream=req.stream))
+
+
+@bp.post("/v1/completions")
+def completions() -> Response:
+    """OpenAI's completions: the whole answer, or (``stream``) completion chunks as Server-Sent Events."""
+    planned = plan()
+    if planned.request.stream:
+        return stream(planned)
+    wait_for(planned.job, planned.batcher)
+    return jsonify(answer(planned))
+
+
+def answer(planned: Planned) -> dict[str, Any]:
+    """The completion: for each prompt in turn, its ``n`` samples (the best first under ``best_of``)."""
+    params, job = planned.params, planned.job
+    per_prompt = params.candidates
+    choices = []
+    for i in range(len(planned.prompts)):
+        candidates = [job.samples[i * per_prompt + j] for j in range(per_prompt)]
+        kept = select_best(candidates, params.n) if per_prompt > params.n else candidates
+        for sample in kept:
+            choices.append(choice(planned, i, len(choices), sample))
+    body = {"id": planned.id, "object": "text_completion", "created": planned.created,
+            "model": planned.request.model, "choices": choices, "usage": usage(planned)}
+    return Completion.model_validate(body).model_dump()
+
+
+def choice(planned: Planned, prompt: int, index: int, sample: Sample) -> dict[str, Any]:
+    """One choice of a whole answer."""
+    echo = planned.echo(prompt)
+    return {"index": index, "text": echo + sample.text, "finish_reason": FINISH_REASONS[sample.finish_reason],
+            "logprobs": logprobs(planned, prompt, sample.text, sample.char_logprobs, sample.top_logprobs,
+                                 offset=0, with_echo=True)}
+
+
+def logprobs(planned: Planned, prompt: int, text: str, values: list[float] | None,
+             top: list[dict[str, float]] | None, *, offset: int, with_echo: bool) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` object of ``text`` (one token a character), from ``offset`` in the choice's text.
+
+    With ``echo`` (and ``with_echo``) the prompt's characters come first, scored by the model after
+    nothing but the start of text; their top characters are not computed (empty objects).
+    """
+    if planned.request.logprobs is None:
+        return None
+    tokens, scores = list(text), list(values or [])
+    tops = list(top) if planned.request.logprobs else None
+    echo = planned.echo(prompt) if with_echo else ""
+    if echo:
+        tokens = list(echo) + tokens
+        scores = continuation_logprobs(planned.batcher.loaded, "", echo) + scores
+        tops = [{} for _ in echo] + tops if tops is not None else None
+    return {"tokens": tokens, "token_logprobs": scores, "top_logprobs": tops,
+            "text_offset": list(range(offset, offset + len(tokens)))}
+
+
+def usage(planned: Planned) -> dict[str, int]:
+    """Characters read and written; every candidate's characters count."""
+    prompt = sum(len(p) for p in planned.prompts)
+    completion = sum(s.generated_chars for s in planned.job.samples.values())
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# --------------------------------------------------------------------------- streaming
+def _data(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def stream(planned: Planned) -> Response:
+    """Completion chunks: the echoed prompts, text as it is written, a finish chunk per choice, [DONE]."""
+    req, job = planned.request, planned.job
+    sent = [0] * len(job.rows)  # characters of each choice's generated text sent so far
+
+    def chunk(index: int, text: str, finish: str | None = None, lp: dict | None = None) -> str:
+        return _data({"id": planned.id, "object": "text_completion", "created": planned.created, "model": req.model,
+                      "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": lp}]})
+
+    def text_chunk(index: int, text: str) -> str:
+        row: Row = job.rows[index]  # the worker records a character's numbers before it releases its text
+        start, sent[index] = sent[index], sent[index] + len(text)
+        lp = logprobs(planned, index // planned.params.n, text, row.char_logprobs[start:sent[index]],
+                      row.top[start:sent[index]], offset=len(planned.echo(index // planned.params.n)) + start,
+                      with_echo=False)
+        return chunk(index, text, lp=lp)
+
+    def render(kind: str, index: int | None, payload: Any) -> str:
+        if kind == "text":
+            return text_chunk(index, payload)
+        if kind == "finish":
+            return chunk(index, "", FINISH_REASONS[payload.finish_reason])
+        if kind == "error":
+            return _data(openai_error_body(job_error(job))) + "data: [DONE]\n\n"
+        last = ""
+        if req.stream_options is not None and req.stream_options.include_usage:
+            last = _data({"id": planned.id, "object": "text_completion", "created": planned.created,
+                          "model": req.model, "choices": [], "usage": usage(planned)})
+        return last + "data: [DONE]\n\n"
+
+    first = ""
+    if req.echo:
+        n = planned.params.n
+        first = "".join(
+            chunk(index, planned.prompts[index // n],
+                  lp=logprobs(planned, index // n, "", [], [], offset=0, with_echo=True))
+            for index in range(len(job.rows)))
+    return sse_response(job, planned.batcher, render, first=first)
