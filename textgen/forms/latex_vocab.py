@@ -185,7 +185,7 @@ class CorpusScan:
         # a frame: [kind, name, math, text_arg, tabs]
         stack: list[list] = []
         script = False  # the previous token was ^ or _
-        i, n = 0, len(text)
+        i = 0
         for match in _TOKEN.finditer(text):
             if match.start() < i:
                 continue  # inside something skipped
@@ -195,49 +195,8 @@ class CorpusScan:
             if token.startswith("%"):
                 continue
             if token.startswith("\\"):
-                name = token[1:]
-                if name in EXCLUDED and name not in ("'", "\""):
-                    i = _skip_groups(text, i)
-                    script = False
-                    continue
-                if name in ("begin", "end"):
-                    env_end = text.find("}", i)
-                    if not text.startswith("{", i) or env_end < 0:
-                        continue
-                    env = text[i + 1:env_end]
-                    i = env_end + 1
-                    if env == "document":  # the chapter's frame: its content is the corpus
-                        continue
-                    if name == "begin":
-                        i = self._begin(env, text, i, stack, math)
-                    elif stack and stack[-1][0] == "env" and stack[-1][1] == env:
-                        stack.pop()
-                    script = False
-                    continue
-                if name in NAME_ARGUMENTS:
-                    close = text.find("}", i)
-                    if text.startswith("{", i) and close > 0:
-                        self.name_chars[NAME_ARGUMENTS[name]].update(text[i + 1:close])
-                        i = close + 1
-                    if name == "label" and stack and stack[-1][0] == "env":
-                        self.labels[stack[-1][1]] += 1
-                    self.commands[name]["math" if math else "text"] += 1
-                    continue
-                group = bool(stack) and stack[-1][0] == "brace"
-                mode = "script" if script else "math" if math else "group" if group else "text"
-                self.commands[name][mode] += 1
-                self.arities[name][_count_groups(text, i)] += 1
+                i = self._control(token[1:], text, i, stack, math, script)
                 script = False
-                if name in ("[", "("):
-                    stack.append(["math", name, True, False, 0])
-                elif name in ("]", ")") and stack and stack[-1][0] == "math":
-                    stack.pop()
-                elif name == "\\" and stack and stack[-1][0] == "env":
-                    self.rows[stack[-1][1]] += 1
-                    stack[-1][4] = 0
-                elif name in TEXT_ARGUMENT_COMMANDS and text.startswith("{", i):
-                    stack.append(["brace", name, False, True, 0])
-                    i += 1
                 continue
             if token == "{":
                 stack.append(["brace", "", math, False, 0])
@@ -268,6 +227,49 @@ class CorpusScan:
                 if script and token.isspace():
                     continue
             script = False
+
+    def _control(self, name: str, text: str, i: int, stack: list[list], math: bool, script: bool) -> int:
+        """Count the control sequence ``\\name`` ending at ``i``; returns where reading goes on."""
+        if name in EXCLUDED and name not in ("'", "\""):
+            i = _skip_groups(text, i)
+            return i
+        if name in ("begin", "end"):
+            env_end = text.find("}", i)
+            if not text.startswith("{", i) or env_end < 0:
+                return i
+            env = text[i + 1:env_end]
+            i = env_end + 1
+            if env == "document":  # the chapter's frame: its content is the corpus
+                return i
+            if name == "begin":
+                i = self._begin(env, text, i, stack, math)
+            elif stack and stack[-1][0] == "env" and stack[-1][1] == env:
+                stack.pop()
+            return i
+        if name in NAME_ARGUMENTS:
+            close = text.find("}", i)
+            if text.startswith("{", i) and close > 0:
+                self.name_chars[NAME_ARGUMENTS[name]].update(text[i + 1:close])
+                i = close + 1
+            if name == "label" and stack and stack[-1][0] == "env":
+                self.labels[stack[-1][1]] += 1
+            self.commands[name]["math" if math else "text"] += 1
+            return i
+        group = bool(stack) and stack[-1][0] == "brace"
+        mode = "script" if script else "math" if math else "group" if group else "text"
+        self.commands[name][mode] += 1
+        self.arities[name][_count_groups(text, i)] += 1
+        if name in ("[", "("):
+            stack.append(["math", name, True, False, 0])
+        elif name in ("]", ")") and stack and stack[-1][0] == "math":
+            stack.pop()
+        elif name == "\\" and stack and stack[-1][0] == "env":
+            self.rows[stack[-1][1]] += 1
+            stack[-1][4] = 0
+        elif name in TEXT_ARGUMENT_COMMANDS and text.startswith("{", i):
+            stack.append(["brace", name, False, True, 0])
+            i += 1
+        return i
 
     def _begin(self, env: str, text: str, i: int, stack: list[list], math: bool) -> int:
         role = role_of(env, self.theorems)
