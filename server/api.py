@@ -67,12 +67,7 @@ def model_latex(name: str) -> Response:
     from textgen.forms.latex import latex_tables
     from textgen.forms.latex_vocab import preamble_macros, wrap_document
 
-    try:
-        loaded = state().registry.get(name).loaded
-    except UnknownModel as error:
-        raise APIError(404, str(error), field="model") from error
-    except ModelUnavailable as error:
-        raise APIError(503, str(error), field="model") from error
+    loaded = model_batcher(name).loaded  # UnknownModel / ModelUnavailable: 404 / 503 (server.errors)
     found = latex_tables(loaded.tokenizer, loaded.path)
     if found is None:
         raise APIError(404, f"model {name!r} does not write LaTeX (its export has no preamble.tex and latex.json)",
