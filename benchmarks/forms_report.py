@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen.export import LoadedModel, load_export  # noqa: E402
 from textgen.forms import check_text, even_verse_ends, is_balanced, prepare_form, rhymes  # noqa: E402
-from textgen.forms.latex import LatexState  # noqa: E402
 from textgen.sampling import SamplingParams, generate  # noqa: E402
 
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -216,15 +215,11 @@ def _titled(loaded: LoadedModel, prompts: list[str], form: dict):
 
 # --------------------------------------------------------------------------- Stacks
 def closes_itself(prompt: str, text: str) -> bool:
-    """Whether the model closed everything the prompt opened, balanced, before the text ended."""
-    state = LatexState().read(prompt)
-    for ch in text:
-        state = state.step(ch) if state else None
-        if state is None:
-            return False
-        if not state.stack and state.mode == 0:
-            return True
-    return False
+    """Whether the model closed, balanced, everything the prompt opened before the text ended (the
+    shortest prefix of ``text`` after which ``prompt + prefix`` is balanced, when the prompt is not)."""
+    if is_balanced(prompt):
+        return False
+    return any(is_balanced(prompt + text[:end]) for end in range(1, len(text) + 1) if text[end - 1] == "}")
 
 
 def stacks_report(loaded: LoadedModel, samples: int, budget: int) -> list[str]:

@@ -60,6 +60,23 @@ def _epoch(iso: str) -> int:
         return 0
 
 
+@bp.get("/v1/models/<name>/latex")
+def model_latex(name: str) -> Response:
+    """What ``form: latex`` text of this model compiles with: its preamble and the wrapper (404 when
+    the model has no LaTeX files); ``macros`` are the preamble's own, for renderers such as KaTeX."""
+    from textgen.forms.latex import latex_tables
+    from textgen.forms.latex_vocab import preamble_macros, wrap_document
+
+    loaded = model_batcher(name).loaded  # UnknownModel / ModelUnavailable: 404 / 503 (server.errors)
+    found = latex_tables(loaded.tokenizer, loaded.path)
+    if found is None:
+        raise APIError(404, f"model {name!r} does not write LaTeX (its export has no preamble.tex and latex.json)",
+                       field="model")
+    preamble = found[1]
+    return jsonify({"model": name, "preamble": preamble, "document": wrap_document("{preamble}", "{text}"),
+                    "macros": preamble_macros(preamble)})
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format."""
@@ -82,6 +99,8 @@ class Accepted:
     batcher: Batcher
     job: Job
     prompt: str
+    echo: str = ""
+    """Returned before each sample's text (a ``latex`` form's opening and prompt: the text compiles alone)."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -141,15 +160,17 @@ def model_batcher(name: str) -> Batcher:
     return s.registry.get(name)
 
 
-def prepare_rows(batcher: Batcher, prompt: str, params: SamplingParams, form: dict[str, Any] | None) -> tuple[str, list[Row]]:
-    """The prompt as the model reads it (a form may add a title line) and the request's rows."""
+def prepare_rows(batcher: Batcher, prompt: str, params: SamplingParams, form: dict[str, Any] | None
+                 ) -> tuple[str, list[Row], str]:
+    """The prompt as the model reads it (a form may add a title line), the request's rows, and the
+    text returned before each sample's own (a ``latex`` form's opening and prompt, else "")."""
     batcher.loaded.tokenizer.encode(prompt)  # TokenizerError: a 422 naming the prompt
-    new_constraint = None
+    new_constraint, echo = None, ""
     if form is not None:
         prepared = prepare_form(form, batcher.loaded, prompt)
         if prepared is not None:
-            prompt, new_constraint = prepared.prompt, prepared.new_constraint
-    return prompt, batcher.make_rows(prompt, params, new_constraint)
+            prompt, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
+    return prompt, batcher.make_rows(prompt, params, new_constraint), echo
 
 
 def accept(stream: bool) -> Accepted:
@@ -164,8 +185,8 @@ def accept(stream: bool) -> Accepted:
     if stream:
         refuse_ranked_stream(params)
     batcher = model_batcher(req.model)
-    prompt, rows = prepare_rows(batcher, req.prompt, params, req.form)
-    return Accepted(req, batcher, batcher.submit(rows, stream=stream), prompt)
+    prompt, rows, echo = prepare_rows(batcher, req.prompt, params, req.form)
+    return Accepted(req, batcher, batcher.submit(rows, stream=stream), prompt, echo)
 
 
 def refuse_ranked_stream(params: SamplingParams) -> None:
@@ -204,7 +225,8 @@ def generate() -> Response:
     samples = select_best(candidates, params.n) if params.candidates > params.n else candidates
     response = GenerateResponse.model_validate({
         "model": accepted.request.model,
-        "samples": [{"text": s.text, "finish_reason": s.finish_reason, "logprob": s.logprob} for s in samples],
+        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob}
+                    for s in samples],
         "usage": {"prompt_chars": len(accepted.prompt),
                   "generated_chars": sum(s.generated_chars for s in candidates)},
         "timing": {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)},
@@ -243,7 +265,9 @@ def generate_stream() -> Response:
         timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
         return _sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
 
-    return sse_response(job, accepted.batcher, render)
+    # a latex form's opening and prompt come first, so that each sample's text compiles alone
+    first = "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows))) if accepted.echo else ""
+    return sse_response(job, accepted.batcher, render, first)
 
 
 Render = Callable[[str, "int | None", Any], str]

@@ -96,7 +96,7 @@ def plan() -> Planned:
     batcher = model_batcher(req.model)
     prompts, rows = [], []
     for prompt in req.prompts():
-        read, prompt_rows = prepare_rows(batcher, prompt, params, req.form)
+        read, prompt_rows, _ = prepare_rows(batcher, prompt, params, req.form)
         prompts.append(read)
         rows.extend(prompt_rows)
     return Planned(req, params, batcher, prompts, batcher.submit(rows, stream=req.stream))

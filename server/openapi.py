@@ -128,6 +128,18 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
                 "summary": "The exported models", "operationId": "listModels",
                 "responses": {"200": {"description": "Every export in the checkpoints folder.",
                                       "content": _json("ModelList")}}}},
+            "/v1/models/{name}/latex": {"get": {
+                "summary": "What a model's `form: latex` text compiles with", "operationId": "modelLatex",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "The preamble, the document wrapper and the preamble's macros.",
+                            "content": {"application/json": {"schema": {
+                                "type": "object", "required": ["model", "preamble", "document", "macros"],
+                                "properties": {"model": {"type": "string"}, "preamble": {"type": "string"},
+                                               "document": {"type": "string"},
+                                               "macros": {"type": "object",
+                                                          "additionalProperties": {"type": "string"}}}}}}},
+                    "404": ERRORS["404"], "503": ERRORS["503"]}}},
             "/v1/generate": {"post": {
                 "summary": "Generate; answer when done", "operationId": "generate", "requestBody": body,
                 "responses": {"200": {"description": "The samples.", "content": _json("GenerateResponse")},

@@ -69,5 +69,7 @@ def tiny_tang(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_stacks(tmp_path_factory) -> Path:
-    """Export folder of a tiny LSTM trained on 100k characters of Stacks project LaTeX."""
-    return train_tiny(tmp_path_factory.mktemp("tiny-stacks"), "stacks", "tiny-stacks")
+    """Export folder of a tiny LSTM trained on 100k characters of Stacks project LaTeX (with the
+    Stacks preamble, so the export carries its LaTeX vocabulary)."""
+    preamble = DATA_DIR / "stacks" / "preamble.tex"
+    return train_tiny(tmp_path_factory.mktemp("tiny-stacks"), "stacks", "tiny-stacks", f"data.preamble={preamble}")

@@ -6,6 +6,7 @@ The last tests check the build rules against the published corpora; they read th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -492,6 +493,33 @@ def test_prepare_through_the_mirror(
     again()
     assert train.read_bytes().decode() == expected[0]
     assert len(server.requests) == len(source.files)
+
+
+def test_prepare_fetches_extra_files_and_copies_them_beside_the_splits(server: LocalServer, tmp_path: Path) -> None:
+    preamble = b"\\documentclass{amsart}\n\\newtheorem{lemma}{Lemma}\n"
+    chapters = publish(server, "stacks", STACKS_FILES)
+    extra = publish(server, "stacks", {"preamble.tex": preamble}).files
+    source = dataclasses.replace(chapters, extra_files=extra)
+    cache = tmp_path / "cache"
+    prepare_corpus("stacks", cache, mirror=server.base, progress=False, source=source)
+    assert (cache / "stacks" / "preamble.tex").read_bytes() == preamble  # as it is, not part of train/val
+    assert "newtheorem" not in (cache / "stacks" / "train.txt").read_text(encoding="utf-8")
+    assert len(server.requests) == len(source.files) + 1
+    (cache / "stacks" / "preamble.tex").unlink()  # an older cache without it: fetched again, verified
+    prepare_corpus("stacks", cache, mirror=server.base, progress=False, source=source)
+    assert (cache / "stacks" / "preamble.tex").read_bytes() == preamble
+    assert len(server.requests) == len(source.files) + 1  # the verified raw copy is reused
+    wrong = dataclasses.replace(source, extra_files=(dataclasses.replace(extra[0], sha256="0" * 64),))
+    (cache / "stacks" / "preamble.tex").unlink()
+    (cache / "stacks" / "raw" / "preamble.tex").unlink()
+    with pytest.raises(ChecksumError):
+        prepare_corpus("stacks", cache, mirror=server.base, progress=False, source=wrong)
+    assert not (cache / "stacks" / "preamble.tex").exists()
+
+
+def test_the_registered_stacks_source_pins_its_preamble() -> None:
+    (preamble,) = get_source("stacks").extra_files
+    assert preamble.path == "preamble.tex" and len(preamble.sha256) == 64 and "preamble" in preamble.role
 
 
 def test_prepare_prints_the_build_step(

@@ -21,7 +21,8 @@ from textgen.forms import (
     GROUPS, FormError, LatexForm, TangForm, check_text, is_balanced, poem_length, prepare_form, rhyme_group,
     rhymes,
 )
-from textgen.forms.latex import LatexState, latex_tables
+from textgen.forms.latex import LatexGrammar, latex_tables
+from textgen.forms.latex_vocab import Vocabulary, build_vocabulary, theorem_environments
 from textgen.forms.rhyme import final_of
 from textgen.forms.tang import tang_tables
 from textgen.sampling import SamplingParams, generate
@@ -155,29 +156,41 @@ def test_a_seeded_poem_is_the_same_alone_and_batched(tang):
     assert alone[0].text == batched[0].text
 
 
-# --------------------------------------------------------------------------- LaTeX: always balanced
+# --------------------------------------------------------------------------- LaTeX: always closed
+# (tests/test_latex_compile.py compiles such samples with pdflatex; here the structure is checked.)
 LATEX_CASES = [
     ({"kind": "latex", "environment": "lemma"}, ""),
-    ({"kind": "latex", "environment": "proof"}, "Let $X$ be a scheme and $\\{U_i\\}$ a {cover"),
-    ({"kind": "latex", "environment": "theorem*"}, "\\begin{enumerate}\n\\item $x^{2"),
+    ({"kind": "latex", "environment": "proof"}, "Let $X$ be a scheme and $\\mathcal{F}$ a {sheaf"),
+    ({"kind": "latex", "environment": "lemma"}, "\\begin{enumerate}\n\\item $x_{2"),
     ({"kind": "latex"}, ""),
-    ({"kind": "latex", "environment": None}, "\\section{Intro}\n% a comment { $\nSee \\cite{"),
+    ({"kind": "latex", "environment": None}, "\\section{Intro}\n% a comment { $\nSee \\ref{"),
 ]
 
 
+def grammar_of(loaded):
+    return latex_tables(loaded.tokenizer, loaded.path)[0].grammar
+
+
+@pytest.fixture(scope="module")
+def shipped_grammar():
+    """The grammar of the shipped Stacks models' vocabulary (checkpoints/stacks-gru/latex.json)."""
+    return LatexGrammar(Vocabulary.from_json((REPO / "checkpoints" / "stacks-gru" / "latex.json").read_text()))
+
+
 @pytest.mark.parametrize("form,prompt", LATEX_CASES, ids=lambda v: str(v)[:30])
-def test_every_latex_sample_is_balanced(stacks, form, prompt):
+def test_every_latex_sample_is_closed(stacks, form, prompt):
     prepared = prepare_form(form, stacks, prompt)
     environment = form.get("environment")
     opening = f"\\begin{{{environment}}}\n" if environment else ""
-    assert prepared.prompt == opening + prompt
-    closing = LatexState().read(prepared.prompt).closing()
+    assert prepared.prompt == prepared.echo == opening + prompt  # the returned text starts with it
+    closing = prepared.new_constraint().state.closing()
     for seed, regime in enumerate(REGIMES):
         for budget in (3, 90):
             for s in sample(stacks, prepared, seed, regime, max_new_chars=budget):
                 whole = prepared.prompt + s.text
                 assert latex_problems(whole) == [], (regime, budget, whole)
                 assert is_balanced(whole)
+                assert check_text(prepared.form, s.text, prepared.prompt) is None, (regime, budget, whole)
                 # never longer than asked, unless the prompt alone needs more to close
                 assert s.generated_chars <= max(budget, closing), (regime, budget, s)
                 if environment:
@@ -195,28 +208,55 @@ def test_latex_closes_within_budget_without_a_prompt_overrun(stacks):
         assert s.text == "\\end{lemma}" and s.generated_chars == 11  # over budget by the prompt's closing
 
 
-def test_latex_grammar_reads_the_real_corpus():
-    path = DATA_DIR / "stacks" / "val.txt"
-    if not path.is_file():
+def test_the_vocabulary_comes_from_the_corpus_and_the_preamble():
+    val, preamble = DATA_DIR / "stacks" / "val.txt", DATA_DIR / "stacks" / "preamble.tex"
+    if not val.is_file() or not preamble.is_file():
         pytest.skip("shared Stacks corpus not found")
-    text = path.read_text(encoding="utf-8")
-    assert is_balanced(text)  # whole chapters: every environment, brace and $ closes
-    assert latex_problems(text) == []
+    theorems = theorem_environments(preamble.read_text(encoding="utf-8"))
+    assert {"theorem", "lemma", "definition", "remark", "example"} <= theorems
+    vocab = build_vocabulary(val.read_text(encoding="utf-8"), preamble.read_text(encoding="utf-8"))
+    assert vocab.commands["mathcal"] == {"modes": ["math", "script"], "args": 1}
+    assert vocab.commands["frac"]["args"] == 2 and vocab.commands["text"] == {"modes": ["math"], "args": 1}
+    assert "ar" not in vocab.commands and "xymatrix" not in vocab.commands  # Xy-pic is left out
+    assert "document" not in vocab.environments and "reference" not in vocab.environments
+    assert vocab.environments["lemma"] == {"role": "theorem", "parents": ["top"], "max_tabs": 0, "rows": False,
+                                           "labels": True}
+    assert vocab.environments["equation"]["role"] == "display" and "list" in vocab.environments["enumerate"]["parents"]
+    assert "^" not in vocab.chars["text"] and "&" not in vocab.chars["math"]  # the grammar places them itself
 
 
 @pytest.mark.parametrize("text,closing", [
-    ("", 0), ("{", 1), ("$x", 1), ("\\begin{lemma}", 11), ("\\begin{lemma}\\", 10), ("\\begin{lemma}\\en", 8),
-    ("\\begin", 10), ("\\begin{", 9), ("\\begin{ab", 9), ("\\begin{a}$\\{", 8), ("% {", 1), ("\\", 1),
-    ("\\begin{a}\\end{", 2),
+    ("", 0), ("{", 1), ("$x", 1), ("$x^", 2), ("$\\mathcal", 3), ("\\label", 3), ("\\", 1), ("% {", 1),
+    ("\\begin{lemma}", 11), ("\\begin{lemma}\\", 10), ("\\begin{lemma}\\en", 8), ("\\begin{lemma}\\end{", 6),
+    ("\\begin", 18), ("\\begin{", 17), ("\\begin{le", 15),  # lemma is the shortest to open and close
+    ("\\begin{lemma}\\begin{enumerate}", 11 + len("\\item\\end{enumerate}")),
 ])
-def test_closing_length_is_the_shortest_closing(text, closing):
-    state = LatexState().read(text)
+def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
+    state = shipped_grammar.start().read(text)
     assert state is not None and state.closing() == closing
 
 
-@pytest.mark.parametrize("text", ["}", "$a{$", "\\end{lemma}", "\\begin{a}\\end{b}", "\\begin x", "\\begin{}"])
-def test_latex_grammar_refuses_what_cannot_balance(text):
-    assert LatexState().read(text) is None
+@pytest.mark.parametrize("text", [
+    "}", "$a{$", "\\end{lemma}", "\\begin{lemma}\\end{proof}", "\\begin x", "\\begin{}", "\\begin{theorem*}",
+    "$x^2^3$", "$x_1_2$", "$x^2'$", "a^b", "a_b", "a&b", "#", "\\item", "\\undefinedcommand", "\\mathcal{F}",
+    "$\\mathcal$", "$\\mathcal F$", "$x\n\ny$", "$\\end{lemma}", "$$x$ $", "$a$$b$", "{a\n\nb}",
+    "\\begin{lemma}\\begin{lemma}", "\\begin{lemma}\\section{A}", "\\begin{proof}",
+    "\\begin{lemma}a\\end{lemma}\\begin{proof}a\\end{proof}\\begin{proof}",
+    "\\begin{lemma}\\begin{enumerate}x", "\\begin{lemma}\\item", "\\label{a}\\label{a}", "\\ref{a b}",
+    "\\section{$x$}", "\\begin{lemma}[", "\\begin{lemma}\\begin{enumerate}\\item [",
+])
+def test_latex_grammar_refuses_what_pdflatex_would_refuse(shipped_grammar, text):
+    assert shipped_grammar.start().read(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "\\begin{lemma}a\\end{lemma}\n\\begin{proof}b\\end{proof}", "$x'^2_3$", "$x_3'$", "$x^{a}_{b}$", "$$x$$", "$a$ $b$",
+    "\\label{a}\\label{ab}", "\\begin{lemma}\\begin{enumerate}\n\\item $x$\n\\end{enumerate}\\end{lemma}",
+    "$\\text{a $x$ b}$", "\\section{Intro}\n\nText.",
+])
+def test_latex_grammar_reads_what_compiles(shipped_grammar, text):
+    state = shipped_grammar.start().read(text)
+    assert state is not None and state.closing() == 0
 
 
 # --------------------------------------------------------------------------- rhyme groups
@@ -276,6 +316,8 @@ def test_tang_model_rejects_bad_forms(tang, form, prompt, field):
     ({"kind": "latex"}, "\\end{lemma}", "prompt"),
     ({"kind": "latex", "environment": "lemma"}, "Easy.\n\\end{lemma}", "prompt"),
     ({"kind": "latex", "environment": "lemma"}, "$a{$", "prompt"),
+    ({"kind": "latex", "environment": "theorem*"}, "", "form.environment"),  # not in the model's LaTeX
+    ({"kind": "latex"}, "$\\xymatrix{", "prompt"),
 ])
 def test_stacks_model_rejects_bad_forms(stacks, form, prompt, field):
     with pytest.raises(FormError) as caught:
@@ -286,7 +328,7 @@ def test_stacks_model_rejects_bad_forms(stacks, form, prompt, field):
 def test_no_form_is_none_and_tables_are_built_once(tang, stacks):
     assert prepare_form(None, tang) is None
     assert tang_tables(tang.tokenizer) is tang_tables(tang.tokenizer)
-    assert latex_tables(stacks.tokenizer) is latex_tables(stacks.tokenizer)
+    assert latex_tables(stacks.tokenizer, stacks.path) is latex_tables(stacks.tokenizer, stacks.path)
     prepared = prepare_form({"kind": "latex", "environment": "proof"}, stacks)
     first, second = prepared.new_constraint(), prepared.new_constraint()
     assert first is not second

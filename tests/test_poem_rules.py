@@ -20,7 +20,9 @@ from poem_rules import poem_problems, tones
 from test_server_support import MODELS, live, server_exports  # noqa: F401
 
 from textgen.export import load_export
-from textgen.forms import FORM_CLASSES, FormError, LatexForm, TangForm, check_text, form_keys, prepare_form
+from textgen.forms import (
+    FORM_CLASSES, FormError, LatexForm, TangForm, api_fields, check_text, form_keys, prepare_form,
+)
 from textgen.sampling import SamplingParams, generate
 
 TEMPERATURES = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -176,7 +178,7 @@ def test_form_fields_have_one_source():
 
     options = yaml.safe_load((REPO / "conf" / "sample.yaml").read_text(encoding="utf-8"))
     for cls in (TangForm, LatexForm):
-        for f in dataclasses.fields(cls):
+        for f in api_fields(cls):
             if f.name == "kind":
                 continue
             assert f.name in options, f"conf/sample.yaml lacks the form option {f.name}"

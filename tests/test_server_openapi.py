@@ -35,8 +35,8 @@ def test_the_description_is_valid_openapi(live):
     spec = live.get("/openapi.json").json()
     validate_spec(spec)
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/generate", "/v1/generate/stream", "/v1/completions",
-                                  "/metrics", "/openapi.json", "/"}
+    assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/models/{name}/latex", "/v1/generate",
+                                  "/v1/generate/stream", "/v1/completions", "/metrics", "/openapi.json", "/"}
     for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions"):
         assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
     request = spec["components"]["schemas"]["GenerateRequest"]

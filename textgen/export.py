@@ -8,6 +8,8 @@
         config.json         model architecture + window sizes + provenance (what loading needs)
         training.yaml       the fully resolved config that trained it
         metrics.json        val bpc, steps, characters seen, wall time, machine
+        preamble.tex        a LaTeX corpus only: the preamble its text compiles with
+        latex.json          a LaTeX corpus only: its LaTeX vocabulary (textgen.forms.latex_vocab)
 
 Loading needs torch, safetensors and sentencepiece only: never Lightning or Hydra.  A folder is
 written through :func:`textgen.atomic.atomic_directory`, so a killed export leaves the previous
@@ -23,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -121,8 +124,13 @@ def export_model(
     metrics: dict[str, Any] | None = None,
     dtype: str = "float32",
     untrained_pieces: list[int] | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write an export folder atomically (replacing an older one of the same name)."""
+    """Write an export folder atomically (replacing an older one of the same name).
+
+    ``extra_files`` (file name -> text) are written beside the others: a LaTeX corpus' export
+    carries its ``preamble.tex`` and ``latex.json`` (:mod:`textgen.forms.latex_vocab`).
+    """
     validate_name(name)
     if dtype not in DTYPES:
         raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -139,6 +147,10 @@ def export_model(
         (staging / CONFIG).write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False) + "\n")
         (staging / TRAINING).write_text(training_config, encoding="utf-8")
         (staging / METRICS).write_text(json.dumps(metrics or {}, indent=2, ensure_ascii=False) + "\n")
+        for file_name, text in (extra_files or {}).items():
+            if Path(file_name).name != file_name or file_name in (WEIGHTS, TOKENIZER, CONFIG, TRAINING, METRICS):
+                raise ExportError(f"extra export file {file_name!r}: a plain name other than the export's own files")
+            (staging / file_name).write_text(text, encoding="utf-8")
     return dest
 
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from textgen.cli import command_line
 from textgen.export import ExportError, load_export, resolve_export
-from textgen.forms import FORM_CLASSES, FormError, prepare_form
+from textgen.forms import FORM_CLASSES, FormError, api_fields, form_keys, prepare_form
 from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
@@ -52,8 +52,8 @@ def form_request(cfg: DictConfig) -> dict | None:
         return None
     kind = str(cfg.form)
     form: dict = {"kind": kind}
-    fields = {f.name: f for cls in dict.fromkeys(FORM_CLASSES.values()) for f in dataclasses.fields(cls)}
-    own = {f.name for f in dataclasses.fields(FORM_CLASSES[kind])} if kind in FORM_CLASSES else set()
+    fields = {f.name: f for cls in dict.fromkeys(FORM_CLASSES.values()) for f in api_fields(cls)}
+    own = form_keys(FORM_CLASSES[kind]) if kind in FORM_CLASSES else set()
     for name, spec in fields.items():
         if name == "kind" or name not in cfg:
             continue

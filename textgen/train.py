@@ -325,6 +325,24 @@ def untrained_pieces(start: RunStart) -> list[int]:
     return sorted(untrained)
 
 
+def latex_files(cfg: DictConfig, start: RunStart) -> dict[str, str]:
+    """For a LaTeX corpus (``data.preamble`` set): the preamble and the LaTeX vocabulary of the
+    training text, checked with pdflatex when it is installed; {} for any other corpus."""
+    from textgen.data.corpus import CorpusConfig, find_preamble, load_corpus
+    from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, build_checked
+
+    config = CorpusConfig.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
+    preamble_path = find_preamble(config)
+    if preamble_path is None:
+        return {}
+    preamble = preamble_path.read_text(encoding="utf-8")
+    vocab = build_checked(load_corpus(config).train, preamble, source={"corpus": start.corpus.name,
+                                                                      "preamble": preamble_path.name})
+    log.info("LaTeX vocabulary: %d commands, %d environments (%s)", len(vocab.commands), len(vocab.environments),
+             "checked with pdflatex" if vocab.verified else "not checked: no pdflatex")
+    return {PREAMBLE_FILE: preamble, VOCABULARY_FILE: vocab.to_json()}
+
+
 def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[str, Any],
                 outcome: Outcome) -> Path:
     """Write the export folder and the run's ``result.json``; returns the export folder."""
@@ -341,7 +359,7 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
         dest, task.model, start.tokenizer, name=export_name, corpus=start.corpus.name,
         context_chars=cfg.data.context_chars, target_chars=cfg.data.target_chars,
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
-        untrained_pieces=untrained_pieces(start),
+        untrained_pieces=untrained_pieces(start), extra_files=latex_files(cfg, start),
     )
     # The run's outcome beside its checkpoints, for sweep summaries (textgen.training.sweep).
     atomic_write_text(job.run_dir / "result.json", json.dumps({**metrics, "export": str(dest)}, indent=1) + "\n")

@@ -65,6 +65,10 @@ class CorpusConfig:
     memmap_min_mb: float = 64.0
     """Corpora at least this large on disk are tokenized once into ``<cache_dir>/tokens`` and read
     as memory maps; smaller ones are tokenized in memory on every run (the same ids)."""
+    preamble: str | None = None
+    """For a LaTeX corpus: the preamble its text compiles with (a file; relative paths are looked up
+    in ``data_dir`` and beside the downloaded corpus).  Exports then carry it and the corpus'
+    LaTeX vocabulary, which the ``latex`` form needs (:mod:`textgen.forms.latex_vocab`)."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CorpusConfig:
@@ -403,3 +407,29 @@ def _open_registered(config: CorpusConfig) -> CorpusReader:
             f"folder holding {ready}, or TEXTGEN_MIRROR to a mirror of https://raw.githubusercontent.com/"
         ) from error
     return _SplitFiles(config.name, train, val)
+
+
+def find_preamble(config: CorpusConfig | Mapping[str, Any]) -> Path | None:
+    """The preamble file of a LaTeX corpus (``data.preamble``), or None when it names none.
+
+    A relative name is looked up in ``data_dir`` (``TEXTGEN_DATA_DIR``), then beside the
+    downloaded corpus in ``cache_dir`` (where :func:`textgen.data.prepare.prepare_corpus` copies a
+    source's extra files), then from the working directory; a name found nowhere is an error.
+    """
+    if not isinstance(config, CorpusConfig):
+        config = CorpusConfig.from_mapping(config)
+    if not config.preamble:
+        return None
+    name = Path(config.preamble).expanduser()
+    candidates = [name]
+    if not name.is_absolute():
+        data_dir = config.data_dir or os.environ.get("TEXTGEN_DATA_DIR")
+        if data_dir:
+            candidates.insert(0, Path(data_dir).expanduser() / name)
+        if config.source:
+            candidates.append(Path(os.path.expanduser(config.cache_dir)) / config.source / name.name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CorpusError(f"corpus {config.name!r}: data.preamble={config.preamble!r} not found "
+                      f"(looked in {', '.join(str(c) for c in candidates)})")

@@ -152,9 +152,21 @@ def fetch_source(
     ``mirror`` (default: env TEXTGEN_MIRROR) replaces the raw.githubusercontent.com prefix.
     Returns the local paths in the order of ``source.files``.
     """
+    return _fetch(source.files, raw_dir, mirror, progress)
+
+
+def fetch_extra_files(
+    source: Source, raw_dir: Path, mirror: str | None = None, progress: bool = True
+) -> list[Path]:
+    """Download ``source.extra_files`` (a LaTeX preamble, say) like :func:`fetch_source` does its
+    files: checksum-verified, reused when present; returns the paths in their order."""
+    return _fetch(source.extra_files, raw_dir, mirror, progress)
+
+
+def _fetch(files, raw_dir: Path, mirror: str | None, progress: bool) -> list[Path]:
     raw_dir = Path(raw_dir)
     paths = []
-    for file in source.files:
+    for file in files:
         dest = raw_dir.joinpath(*_relative_path(file.path).parts)
         url = mirror_url(file.url, mirror)
         paths.append(download_file(url, dest, file.sha256, file.bytes, progress=progress))

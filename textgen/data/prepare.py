@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from textgen.atomic import atomic_write_text
+from textgen.atomic import atomic_write_bytes, atomic_write_text
 from textgen.data.builders import BUILDERS, BUILT_FROM, Splits
-from textgen.data.download import DownloadError, fetch_source
+from textgen.data.download import DownloadError, fetch_extra_files, fetch_source
 from textgen.data.sources import Source, get_source, registered_sources
 
 CACHE_DIR_ENV = "TEXTGEN_CACHE_DIR"
@@ -41,7 +41,8 @@ def prepare_corpus(
 ) -> tuple[Path, Path]:
     """Return ``(train.txt, val.txt)`` of corpus ``name`` under ``cache_dir / name``.
 
-    If both files exist they are returned without any network access.  Otherwise the pinned raw
+    The source's extra files (a LaTeX preamble) are fetched the same way and copied, as they are,
+    beside them.  If both files and the extra files exist they are returned without any network access.  Otherwise the pinned raw
     files are fetched (verified, reused when already present) into ``cache_dir / name / "raw"``,
     built with the corpus' rule, and both texts written atomically (UTF-8, newlines untouched).
     A corpus of ``BUILT_FROM`` prepares its base corpus first (in the same cache) and is built
@@ -58,6 +59,7 @@ def prepare_corpus(
         raise ValueError(f"source {source.name!r} given for corpus {name!r}")
     corpus_dir = Path(cache_dir) / name
     train_path, val_path = corpus_dir / TRAIN_FILE, corpus_dir / VAL_FILE
+    _copy_extra_files(source, corpus_dir, mirror, progress)
     if train_path.is_file() and val_path.is_file():
         return train_path, val_path
     raw_files = fetch_source(source, corpus_dir / RAW_SUBDIR, mirror=mirror, progress=progress)
@@ -71,6 +73,16 @@ def prepare_corpus(
     atomic_write_text(train_path, splits.train)
     atomic_write_text(val_path, splits.val)
     return train_path, val_path
+
+
+def _copy_extra_files(source: Source, corpus_dir: Path, mirror: str | None, progress: bool) -> None:
+    """Fetch the source's extra files (verified) and copy each, as it is, beside train/val."""
+    missing = [f for f in source.extra_files if not (corpus_dir / PurePosixPath(f.path).name).is_file()]
+    if not missing:
+        return
+    paths = fetch_extra_files(source, corpus_dir / RAW_SUBDIR, mirror=mirror, progress=progress)
+    for file, path in zip(source.extra_files, paths):
+        atomic_write_bytes(corpus_dir / PurePosixPath(file.path).name, path.read_bytes())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms.latex import (
-    ENV_NAME, REQUIRED_CHARS, LatexConstraint, LatexState, is_balanced, latex_tables,
-)
+from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, is_balanced, latex_tables
+from textgen.forms.latex_vocab import PROOF_ENVS
 from textgen.forms.rhyme import GROUPS, rhyme_group, rhymes
 from textgen.forms.tang import (
     COMMA, NEWLINE, PERIOD, VERSES, LayoutError, TangConstraint, TangForm, check_poem, even_verse_ends,
@@ -46,9 +45,9 @@ from textgen.sampling import Constraint
 from textgen.tokenizer import TokenizerError
 
 __all__ = [
-    "FormError", "PreparedForm", "prepare_form", "TangForm", "LatexForm", "check_text", "check_poem",
+    "FormError", "PreparedForm", "prepare_form", "prepare_latex", "TangForm", "LatexForm", "check_text", "check_poem",
     "is_balanced", "rhymes", "rhyme_group", "even_verse_ends", "GROUPS", "KINDS", "MAX_TITLE_CHARS",
-    "form_keys", "form_schema", "FORM_CLASSES",
+    "api_fields", "form_keys", "form_schema", "FORM_CLASSES",
 ]
 
 KINDS = ("jueju", "lushi", "latex")
@@ -67,27 +66,39 @@ class FormError(ValueError):
 
 @dataclass(frozen=True)
 class LatexForm:
-    """A validated LaTeX form; its fields (and their metadata) are the API's ``LatexForm`` object."""
+    """A validated LaTeX form; its API fields (and their metadata) are the API's ``LatexForm`` object.
+
+    ``grammar`` (the model's LaTeX, which :func:`check_text` reads with) and ``preamble`` come from
+    the export, not from the request: their metadata ``api: False`` keeps them out of the API.
+    """
 
     environment: str | None = field(default=None, metadata={"schema": {
         "type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
         "description": "Write one such environment, balanced."}})
     kind: str = field(default="latex", metadata={"schema": {"const": "latex"}, "required": True})
+    grammar: LatexGrammar | None = field(default=None, compare=False, repr=False, metadata={"api": False})
+    preamble: str = field(default="", compare=False, repr=False, metadata={"api": False})
+    """The preamble the text compiles with (the export's ``preamble.tex``)."""
 
 
 FORM_CLASSES = {"jueju": TangForm, "lushi": TangForm, "latex": LatexForm}
 """The dataclass of each kind: the one source of the fields a ``form`` object may hold."""
 
 
+def api_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that a ``form`` object may hold (not those filled in from the export)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("api", True)]
+
+
 def form_keys(cls: type) -> set[str]:
     """The keys a ``form`` object of ``cls`` may hold."""
-    return {f.name for f in dataclasses.fields(cls)}
+    return {f.name for f in api_fields(cls)}
 
 
 def form_schema(cls: type, title: str) -> dict[str, Any]:
     """The JSON schema of a ``form`` object of ``cls`` (for ``/openapi.json``), from its fields' metadata."""
     properties, required = {}, []
-    for f in dataclasses.fields(cls):
+    for f in api_fields(cls):
         properties[f.name] = dict(f.metadata.get("schema", {}))
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default or f.metadata.get("required"):
@@ -106,6 +117,9 @@ class PreparedForm:
     """A fresh constraint object, one per sample."""
     form: TangForm | LatexForm | None = None
     """The validated form."""
+    echo: str = ""
+    """Text returned before each sample's own text: under ``latex``, the prompt as fed
+    (``\\begin{environment}`` included), so that the returned text is the whole LaTeX."""
 
 
 def prepare_form(form: Mapping | None, loaded: LoadedModel, prompt: str = "") -> PreparedForm | None:
@@ -285,27 +299,52 @@ def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) ->
 
 
 # --------------------------------------------------------------------------- LaTeX
-def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str) -> PreparedForm:
+def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str, context: str = "") -> PreparedForm:
     environment = form.get("environment")
     if environment is not None and (not isinstance(environment, str) or not ENV_NAME.match(environment)):
         raise FormError("form.environment", "`form.environment` must be null or a LaTeX environment name "
                                             f"(letters, then an optional '*'), got {environment!r}")
-    tables = latex_tables(loaded.tokenizer)
-    missing = [c for c in REQUIRED_CHARS if c not in tables.chars]
-    if missing:
-        raise FormError("form.kind", f"model {loaded.name!r} cannot write balanced LaTeX: its vocabulary "
-                                     f"lacks {', '.join(map(repr, missing))}")
+    found = latex_tables(loaded.tokenizer, loaded.path)
+    if found is None:
+        raise FormError("form.kind", f"model {loaded.name!r} cannot write LaTeX that compiles: its export has no "
+                                     "latex.json and preamble.tex (train it on a LaTeX corpus with a preamble, or "
+                                     "add them with python -m textgen.latex_export)")
+    tables, preamble = found
+    grammar, vocab = tables.grammar, tables.grammar.vocab
+    start = grammar.start(proof_ok=environment in PROOF_ENVS and not context)
+    if context:
+        start = start.read(context)
+        if start is None or start.closing():
+            raise FormError("context", "the context must be complete LaTeX of the model's vocabulary")
+    if environment is not None and not grammar.can_begin(start, environment):
+        usable = sorted(e for e in vocab.environments if grammar.can_begin(start, e))
+        raise FormError("form.environment", f"`form.environment`: model {loaded.name!r} cannot open "
+                                            f"{environment!r} at the top of a document (it can: {', '.join(usable)})")
     opening = f"\\begin{{{environment}}}\n" if environment else ""
-    state = LatexState().read(opening)
+    state = start.read(opening)
     for i, ch in enumerate(prompt):
-        state = state.step(ch)
-        if state is None:
-            raise FormError("prompt", f"the prompt cannot be balanced: {ch!r} at character {i + 1} closes "
-                                      "something that is not open")
-    if environment and (not state.stack or state.stack[0] != environment):
+        following = state.step(ch)
+        if following is None:
+            raise FormError("prompt", f"the prompt cannot be continued into LaTeX that compiles: {ch!r} at "
+                                      f"character {i + 1} ({prompt[max(0, i - 20):i + 1]!r}) is not allowed there "
+                                      f"by model {loaded.name!r}'s LaTeX vocabulary")
+        state = following
+    if environment and (not state.stack or state.stack[0].name != environment):
         raise FormError("prompt", f"the prompt already closes \\begin{{{environment}}}")
-    spec = LatexForm(environment)
-    return PreparedForm(opening + prompt, lambda: LatexConstraint(state, tables, environment), spec)
+    spec = LatexForm(environment, grammar=grammar, preamble=preamble)
+    fed = opening + prompt
+    return PreparedForm(context + fed, lambda: LatexConstraint(state, tables, environment), spec, echo=fed)
+
+
+def prepare_latex(loaded: LoadedModel, environment: str | None = None, prompt: str = "",
+                  context: str = "") -> PreparedForm:
+    """The ``latex`` form for the next piece of a longer document.
+
+    ``context`` is the document so far (complete LaTeX the form itself wrote): the model reads it
+    before the opening, and the piece continues it -- its labels are taken, a proof may follow the
+    theorem it ends with.  It is not part of ``echo``.
+    """
+    return _prepare_latex({"kind": "latex", "environment": environment}, loaded, prompt, context)
 
 
 # --------------------------------------------------------------------------- checking
@@ -313,12 +352,15 @@ def check_text(form: TangForm | LatexForm, text: str, prompt: str = "") -> str |
     """Why ``text`` generated after ``prompt`` (both as fed/returned) breaks ``form``; None if it holds.
 
     For a Tang form ``prompt`` is the prepared prompt (title line included); for LaTeX, the
-    prepared prompt too (``\\begin{environment}`` included).
+    prepared prompt too (``\\begin{environment}`` included), read by the form's own grammar.
     """
     if isinstance(form, LatexForm):
         whole = prompt + text
-        if not is_balanced(whole):
-            return "unbalanced LaTeX"
+        state = form.grammar.start(proof_ok=form.environment in PROOF_ENVS).read(whole)
+        if state is None:
+            return "LaTeX the grammar refuses"
+        if state.closing():
+            return "LaTeX left open"
         if form.environment and not whole.rstrip().endswith(f"\\end{{{form.environment}}}"):
             return f"does not end with \\end{{{form.environment}}}"
         return None

@@ -1,155 +1,161 @@
-"""LaTeX balanced by construction: environments, braces and inline math.
+"""LaTeX that compiles by construction: a reader of LaTeX as TeX reads it, and its masks.
 
-:class:`LatexState` reads LaTeX one character at a time with the little grammar that balance
-needs, and knows the length of the shortest text that would close everything open
-(:meth:`LatexState.closing`)::
+:class:`LatexState` reads one character at a time and refuses (``step`` returns None) what would
+make pdflatex stop, given the :class:`~textgen.forms.latex_vocab.Vocabulary` of the model's corpus
+and preamble.  It knows the length of the shortest text that closes everything open
+(:meth:`LatexState.closing`); :class:`LatexConstraint` allows, at each step, the characters after
+which the text can still be closed within the characters left, so the text always ends closed.
 
-    stack of open groups   "{" a brace, "$" inline math, any other string an environment
-    modes                  text | after "\\" | control word | \\begin{name | \\end{name | % comment
+What it tracks (a stack of frames, and where inside a token the text stands)::
 
-* ``\\{ \\} \\$ \\% \\\\`` are escaped symbols, not structure; a ``%`` comment hides structure up to
-  the end of its line.
-* ``}`` only closes a brace; ``$`` closes math when math is on top, opens it when no math is open,
-  and is refused in between (``$x^{a$``).
-* ``\\begin`` must be followed by ``{name}`` (letters, then an optional ``*``); ``\\end`` by
-  ``{`` and exactly the name of the innermost open environment, and only when one is open.
+    frames     env (theorem, proof, list, display math, math inside math, text) | { group |
+               command argument | script group | $ | $$ | \\[ | \\(
+    lexer      text | after "\\" | control word | \\begin{name | \\end{name | label/ref/cite name |
+               after a "$" (inline or display?) | inside $$ after one "$" | after ^ or _ |
+               a command's next {argument} | % comment (prompts only)
 
-:class:`LatexConstraint` allows, at each step, exactly the tokens that keep the text closable
-within the characters left (``max_new_chars`` minus the characters written, told by the sampler
-through ``set_remaining``): a token is allowed when its own characters plus the closing length
-after it still fit.  So the model writes freely while there is room and is steered into the
-shortest closing sequence as the budget runs out; when the prompt alone leaves more open than
-``max_new_chars`` can close, the row runs past ``max_new_chars`` by exactly the missing
-characters, taking only tokens that shorten the closing.  Masks depend on a small signature of
-the state (mode, the top of the stack, whether math is open, slack up to 12 characters) and are
-cached per tokenizer in :class:`LatexTables`.
+The rules (every table comes from the vocabulary, none from a particular corpus):
+
+* control words and symbols only from the vocabulary, each only in the modes the corpus used it
+  in (text, text inside a group, math, right after ``^``/``_``), with all its ``{...}`` arguments,
+  written at once (no space, no ``[`` options: ``[`` never follows a command);
+* math mode: ``$``, ``$$``, ``\\[ \\]``, ``\\( \\)``, display environments and math environments
+  inside math, ``\\text{...}`` and the other text-argument commands back to text; ``^`` and ``_``
+  only in math, each at most once per base (``'`` counts as ``^``), always with their script;
+  no blank line in math, in a group or in an argument;
+* ``\\item`` only directly in a list, and a list's first thing is an ``\\item``; ``&`` only in
+  an alignment environment, at most the corpus' number per row; ``\\\\`` only in environments
+  with rows; ``\\label`` at most once per display row, names never repeated;
+* theorem-like environments (the preamble's ``\\newtheorem``) only at the top level, so never
+  nested; ``proof`` only right after one of them, once; sectioning only at the top level, with a
+  plain title; environments only where the corpus opened them (lists no deeper than it did);
+* ``\\begin{...}`` and ``\\end{...}`` never inside a group; ``\\end`` only for the innermost
+  environment; ``$`` never closes across a group.
+
+Masks depend on the state without its deeper frames (:meth:`LatexState.key`) and on the slack
+(capped), and are cached per tokenizer and vocabulary in :class:`LatexTables`.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
-
+import weakref
+from dataclasses import dataclass, replace
+from pathlib import Path
 import torch
 from torch import Tensor
 
-from textgen.forms.tables import per_tokenizer
+from textgen.forms.latex_vocab import (
+    NAME_ARGUMENTS, SECTIONING, TEXT_ARGUMENT_COMMANDS, Vocabulary, read_latex_files,
+)
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
 
-TEXT, ESCAPE, WORD, BEGIN_NAME, END_NAME, COMMENT = range(6)
-BRACE, MATH = "{", "$"
-ENV_NAME = re.compile(r"^[A-Za-z]+\*?$")
-# The longest closing growth of one character is 'n' completing "\begin" (then "{x}\end{x}" is
-# owed: 10); with this much slack nothing is ever refused for lack of room.
-_SLACK_CAP = 12
-_BEGIN_OWES = 10  # "{x}\end{x}"
+(TEXT, ESCAPE, WORD, ENV_NAME, END_NAME, NAME_ARG, DOLLAR, DOLLAR_CLOSE, SCRIPT, NEED_ARG,
+ COMMENT) = range(11)
+FREE, USED, PRIMED = 0, 1, 2  # a base's superscript / subscript
+ITEM = "\\item"
+TOP_TEXT_ONLY = frozenset({"footnote"})
+"""Text-argument commands allowed only outside every group (a footnote in a footnote fails)."""
+_INF = 10**9
+_SLACK_CAP = 40  # no single character adds more to the closing than this
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def _frame_cost(frame: str) -> int:
-    return 1 if frame in (BRACE, MATH) else len(r"\end{}") + len(frame)
+@dataclass(frozen=True)
+class Frame:
+    """One open thing; ``cost`` is the length of the text that closes it."""
+
+    kind: str  # "env" | "brace" | "arg" | "script" | "math"
+    name: str = ""  # environment, command, or "$" "$$" "\\[" "\\("
+    math: bool = False  # whether its content is math
+    cost: int = 1
+    role: str = ""  # of an environment
+    tabs: int = 0  # & in the current row
+    flag: bool = False  # list: an \item came; display: a \label in this row; brace: a plain title
+    after: int = 0  # arguments still owed after this one
+    saved: tuple[int, int] = (FREE, FREE)  # script group: the base's scripts after it closes
 
 
 @dataclass(frozen=True)
 class LatexState:
-    """An immutable reading position: what is open and where inside a token the text stands."""
+    """An immutable reading position."""
 
-    stack: tuple[str, ...] = ()
-    cost: int = 0  # closing length of the stack alone
+    vocab: LatexGrammar
+    stack: tuple[Frame, ...] = ()
+    cost: int = 0
     mode: int = TEXT
-    word: str = ""  # the control word so far (WORD), the environment name so far (BEGIN_NAME)
-    matched: int = 0  # characters of the environment name matched after \end{ (END_NAME)
+    word: str = ""
+    matched: int = 0
+    sup: int = FREE
+    sub: int = FREE
+    script: str = ""  # "^" or "_" while the script token is being read
+    blank: bool = True  # the current line holds only spaces so far
+    after_cs: bool = False  # a command came and only spaces since: "[" would be its option
+    proof_ok: bool = False  # a theorem just closed: a proof may follow
+    closed_math: bool = False  # the last character closed inline math: "$" now would read as "$$"
+    need: int = 0  # NEED_ARG: arguments owed
+    kind: str = ""  # NAME_ARG: "label" | "ref" | "cite"
+    labels: frozenset[str] = frozenset()
 
+    # ----------------------------------------------------------------- what is open
     @property
-    def top(self) -> str | None:
+    def top(self) -> Frame | None:
         return self.stack[-1] if self.stack else None
 
     @property
-    def top_is_env(self) -> bool:
-        return self.top is not None and self.top not in (BRACE, MATH)
+    def math(self) -> bool:
+        return bool(self.stack) and self.stack[-1].math
 
-    def _push(self, frame: str) -> LatexState:
-        return LatexState(self.stack + (frame,), self.cost + _frame_cost(frame))
+    def key(self) -> tuple:
+        """What the next character's fate depends on (the deeper frames and the cost do not)."""
+        depth = sum(1 for f in self.stack if f.role == "list")
+        return (self.mode, self.word, self.matched, self.top, self.sup, self.sub, self.script, self.blank,
+                self.after_cs, self.proof_ok, self.closed_math, self.need, self.kind, not self.stack, depth)
 
-    def _pop(self) -> LatexState:
-        return LatexState(self.stack[:-1], self.cost - _frame_cost(self.stack[-1]))
+    @property
+    def at_env_level(self) -> bool:
+        """Text directly in an environment or at the top level (not in a group, not in math)."""
+        top = self.top
+        return top is None or (top.kind == "env" and not top.math)
+
+    @property
+    def needs_item(self) -> bool:
+        top = self.top
+        return top is not None and top.role == "list" and not top.flag
+
+    def text_mode(self) -> str:
+        if self.script:
+            return "script"
+        if self.math:
+            return "math"
+        return "text" if self.at_env_level else "group"
+
+    # ----------------------------------------------------------------- frames
+    def _push(self, frame: Frame, **changes) -> LatexState:
+        return replace(self, stack=self.stack + (frame,), cost=self.cost + frame.cost, mode=TEXT, word="",
+                       matched=0, sup=FREE, sub=FREE, script="", need=0, kind="", **changes)
+
+    def _pop(self, **changes) -> LatexState:
+        frame = self.stack[-1]
+        return replace(self, stack=self.stack[:-1], cost=self.cost - frame.cost, mode=TEXT, word="",
+                       matched=0, script="", need=0, kind="", **changes)
+
+    def _retop(self, **changes) -> LatexState:
+        """The state with the top frame changed (its cost kept in step)."""
+        old = self.stack[-1]
+        new = replace(old, **changes)
+        return replace(self, stack=self.stack[:-1] + (new,), cost=self.cost - old.cost + new.cost)
 
     # ----------------------------------------------------------------- closing
     def closing(self) -> int:
-        """Length of the shortest text that leaves nothing open (0: balanced here)."""
-        C = self.cost
-        if self.mode == TEXT:
-            return C
-        if self.mode == COMMENT:
-            return 1 + C  # "\n"
-        if self.mode == ESCAPE:
-            return C - 1 if self.top_is_env else 1 + C  # "end{name}" or "\ "
-        if self.mode == WORD:
-            if self.word == "begin":
-                return C + _BEGIN_OWES
-            if self.top_is_env and "end".startswith(self.word):
-                return C - 1 - len(self.word)  # finish "\end{name}"
-            return C
-        if self.mode == BEGIN_NAME:
-            # "}\end{name}" after the name so far; an empty name still needs a letter: "x}\end{x}"
-            return (len(self.word) + 7 if self.word else 9) + C
-        # END_NAME
-        return len(self.top) - self.matched + 1 + C - _frame_cost(self.top)
+        """Length of the shortest text that leaves nothing open (0: the text may end here)."""
+        return self.cost + self.vocab.local_closing(self)
 
     # ----------------------------------------------------------------- reading
     def step(self, ch: str) -> LatexState | None:
-        """The state after ``ch``, or None when the grammar refuses ``ch`` here."""
-        mode = self.mode
-        if mode == TEXT:
-            return self._text(ch)
-        if mode == COMMENT:
-            return LatexState(self.stack, self.cost) if ch == "\n" else self
-        if mode == ESCAPE:
-            if _is_letter(ch):
-                return LatexState(self.stack, self.cost, WORD, ch)
-            return LatexState(self.stack, self.cost)  # an escaped symbol: \{ \$ \\ \, ...
-        if mode == WORD:
-            word = self.word
-            if word in ("begin", "end"):
-                if ch != "{":
-                    return None
-                if word == "begin":
-                    return LatexState(self.stack, self.cost, BEGIN_NAME, "")
-                return LatexState(self.stack, self.cost, END_NAME) if self.top_is_env else None
-            if _is_letter(ch):
-                if word + ch == "end" and not self.top_is_env:
-                    return None  # \end with nothing to end
-                return LatexState(self.stack, self.cost, WORD, (word + ch)[:8])
-            return LatexState(self.stack, self.cost)._text(ch)
-        if mode == BEGIN_NAME:
-            name = self.word
-            if name.endswith("*"):
-                return self._push(name) if ch == "}" else None
-            if _is_letter(ch) or (ch == "*" and name):
-                return LatexState(self.stack, self.cost, BEGIN_NAME, name + ch)
-            return self._push(name) if ch == "}" and name else None
-        # END_NAME
-        name = self.top
-        if self.matched < len(name):
-            if ch != name[self.matched]:
-                return None
-            return LatexState(self.stack, self.cost, END_NAME, "", self.matched + 1)
-        return self._pop() if ch == "}" else None
-
-    def _text(self, ch: str) -> LatexState | None:
-        if ch == "\\":
-            return LatexState(self.stack, self.cost, ESCAPE)
-        if ch == "{":
-            return self._push(BRACE)
-        if ch == "}":
-            return self._pop() if self.top == BRACE else None
-        if ch == "$":
-            if self.top == MATH:
-                return self._pop()
-            return None if MATH in self.stack else self._push(MATH)
-        if ch == "%":
-            return LatexState(self.stack, self.cost, COMMENT)
-        return self if self.mode == TEXT else LatexState(self.stack, self.cost)
+        """The state after ``ch``, or None when ``ch`` is not allowed here."""
+        return self.vocab.step(self, ch)
 
     def read(self, text: str) -> LatexState | None:
         state: LatexState | None = self
@@ -159,118 +165,495 @@ class LatexState:
                 return None
         return state
 
-    def signature(self) -> tuple:
-        """What the next token's mask depends on, besides the slack."""
-        if self.mode == WORD:
-            word = self.word if "begin".startswith(self.word) or "end".startswith(self.word) else "*"
-        elif self.mode == BEGIN_NAME:
-            word = ("empty" if not self.word else "star" if self.word.endswith("*") else "name")
-        elif self.mode == END_NAME:
-            word = self.top[self.matched] if self.matched < len(self.top) else "}"
-        else:
-            word = ""
-        top = "env" if self.top_is_env else self.top
-        return self.mode, word, top, MATH in self.stack
+
+class LatexGrammar:
+    """The rules of :mod:`textgen.forms.latex` over one vocabulary (stateless; shared)."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self.commands = vocab.commands
+        self.envs = vocab.environments
+        self.chars = {mode: frozenset(chars) for mode, chars in vocab.chars.items()}
+        self.chars["group"] = self.chars.get("text", frozenset()) - {"\n"}
+        self.name_chars = {kind: frozenset(chars) for kind, chars in vocab.name_chars.items()}
+        self.max_list_depth = vocab.max_list_depth
+        self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
+        self._lock = threading.Lock()
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def start(self, labels: frozenset[str] = frozenset(), proof_ok: bool = False) -> LatexState:
+        """The state at the start of a document body (``proof_ok``: as if a theorem just closed)."""
+        return LatexState(self, labels=frozenset(labels), proof_ok=proof_ok)
+
+    # ----------------------------------------------------------------- what may be written
+    def env_cost(self, name: str) -> int:
+        return len("\\end{}") + len(name) + (len(ITEM) if self.envs[name]["role"] == "list" else 0)
+
+    def can_begin(self, s: LatexState, name: str) -> bool:
+        entry = self.envs.get(name)
+        if entry is None:
+            return False
+        role, parents, top = entry["role"], entry["parents"], s.top
+        if s.math:
+            return role == "inner" and "math" in parents and top.kind in ("math", "env") and not s.script
+        if not s.at_env_level or s.needs_item:
+            return False
+        parent = "top" if top is None else top.role
+        if parent not in parents:
+            return False
+        if role == "theorem":
+            return top is None
+        if role == "proof":
+            return top is None and s.proof_ok
+        if role == "list":
+            return sum(1 for f in s.stack if f.role == "list") < self.max_list_depth
+        return role in ("display", "text")
+
+    def names(self, s: LatexState) -> tuple[tuple[str, int], ...]:
+        """(name, what writing it owes after its last letter) for every control sequence allowed here."""
+        depth = sum(1 for f in s.stack if f.role == "list")
+        key = (s.top, s.script, s.math, not s.stack, depth, s.proof_ok)
+        cached = self._names_cache.get(key)
+        if cached is None:
+            cached = tuple(sorted(self._names(s)))
+            with self._lock:
+                self._names_cache[key] = cached
+        return cached
+
+    def _names(self, s: LatexState):
+        mode = s.text_mode()
+        top = s.top
+        if s.needs_item:
+            yield "item", -len(ITEM)
+            return
+        if top is not None and top.kind == "brace" and top.flag:
+            return  # a plain title
+        if mode == "script":
+            for name, entry in self.commands.items():
+                if "script" in entry["modes"] and entry["args"] == 0 and _plain_name(name):
+                    yield name, 0
+            return
+        envs = [e for e in self.envs if self.can_begin(s, e)]
+        if envs:
+            yield "begin", 1 + min(len(e) + 1 + self.env_cost(e) for e in envs)
+        if top is not None and top.kind == "env" and not (top.role == "list" and not top.flag):
+            yield "end", 1 + len(top.name) + 1 - top.cost
+        if top is not None and top.role == "list" and not s.math:
+            yield "item", 0
+        if s.math and top is not None and top.kind == "env" and self.envs[top.name]["rows"]:
+            yield "\\", 0
+        for name, entry in self.commands.items():
+            if not _plain_name(name) or name in ("item", "\\"):
+                continue
+            if name in NAME_ARGUMENTS:
+                if self._name_allowed(s, name, entry):
+                    yield name, 3  # "{x}" (a label needs one new character: two would need 60 labels)
+                continue
+            if name in SECTIONING:
+                if top is None and "text" in entry["modes"]:
+                    yield name, 2
+                continue
+            if name in TOP_TEXT_ONLY and not s.at_env_level:
+                continue
+            if mode in entry["modes"] or (mode == "group" and "text" in entry["modes"]
+                                          and name in TEXT_ARGUMENT_COMMANDS and name not in TOP_TEXT_ONLY):
+                yield name, 2 * entry["args"]
+
+    def _name_allowed(self, s: LatexState, name: str, entry: dict) -> bool:
+        if not self.name_chars.get(NAME_ARGUMENTS[name]):
+            return False
+        top = s.top
+        if name == "label":
+            if s.math:
+                return (top.kind == "env" and top.role == "display" and self.envs[top.name]["labels"]
+                        and not top.flag)
+            return s.at_env_level
+        mode = "math" if s.math else "text"
+        return mode in entry["modes"]
+
+    def label_extension(self, labels: frozenset[str], name: str) -> int:
+        """Characters to add to ``name`` before it is a new label (1 for an empty name)."""
+        chars = sorted(self.name_chars.get("label", ()))
+        if name and name not in labels:
+            return 0
+        for extra in chars:
+            if name + extra not in labels:
+                return 1
+        return 2  # every one-character extension is taken; two always suffice in practice
+
+    # ----------------------------------------------------------------- closing
+    def local_closing(self, s: LatexState) -> int:
+        mode = s.mode
+        if mode == TEXT:
+            return 0
+        if mode == COMMENT:
+            return 1
+        if mode in (ESCAPE, WORD):
+            return min((len(name) - len(s.word) + owed for name, owed in self.names(s) if name.startswith(s.word)),
+                       default=_INF)
+        if mode == ENV_NAME:
+            envs = [e for e in self.envs if e.startswith(s.word) and self.can_begin(s, e)]
+            return min((len(e) - len(s.word) + 1 + self.env_cost(e) for e in envs), default=_INF)
+        if mode == END_NAME:
+            return len(s.top.name) - s.matched + 1 - s.top.cost
+        if mode == NAME_ARG:
+            if s.kind == "label":
+                return 1 + self.label_extension(s.labels, s.word)
+            return 1 + (0 if s.word else 1)
+        if mode == DOLLAR:
+            return 2
+        if mode == DOLLAR_CLOSE:
+            return -1
+        if mode == SCRIPT:
+            return 1 if self.chars.get("script") else 2
+        return 2 * s.need  # NEED_ARG
+
+    # ----------------------------------------------------------------- reading
+    def step(self, s: LatexState, ch: str) -> LatexState | None:
+        mode = s.mode
+        if mode == TEXT:
+            return self._text(s, ch)
+        if mode == ESCAPE:
+            return self._escape(s, ch)
+        if mode == WORD:
+            return self._word(s, ch)
+        if mode == ENV_NAME:
+            return self._env_name(s, ch)
+        if mode == END_NAME:
+            return self._end_name(s, ch)
+        if mode == NAME_ARG:
+            return self._name_arg(s, ch)
+        if mode == DOLLAR:
+            if ch == "$":
+                if not s.at_env_level or s.needs_item:
+                    return None
+                return s._push(Frame("math", "$$", True, 2), blank=False, after_cs=False)
+            return self._text(s._push(Frame("math", "$", True, 1), blank=False, after_cs=False), ch)
+        if mode == DOLLAR_CLOSE:
+            return s._pop(blank=False) if ch == "$" else None
+        if mode == SCRIPT:
+            return self._script(s, ch)
+        if mode == NEED_ARG:
+            if ch != "{":
+                return None
+            return self._open_arg(replace(s, mode=TEXT), s.word, s.need)
+        # COMMENT
+        return replace(s, mode=TEXT, blank=True) if ch == "\n" else s
+
+    def _text(self, s: LatexState, ch: str) -> LatexState | None:
+        top, math = s.top, s.math
+        if s.needs_item and ch not in " \n\\":
+            return None
+        if ch == " ":
+            if " " not in self.chars.get(s.text_mode(), ()):
+                return None
+            return replace(s, closed_math=False) if s.closed_math else s
+        if ch == "\n":
+            if s.blank and (math or not s.at_env_level):
+                return None  # a paragraph inside math, a group or an argument
+            if top is not None and top.kind == "brace" and top.flag:
+                return None
+            return replace(s, blank=True, closed_math=False)
+        if s.after_cs and ch == "[":
+            return None
+        if ch == "$" and s.closed_math:
+            return None  # "$a$$b$" is two formulas to TeX, but a display to every other reader
+        base = s
+        if s.blank or s.after_cs or s.proof_ok or s.closed_math:
+            base = replace(s, blank=False, after_cs=False, proof_ok=False, closed_math=False)
+        if ch == "\\":
+            return replace(base, mode=ESCAPE, word="", proof_ok=s.proof_ok)
+        if ch == "{":
+            if top is not None and top.kind == "brace" and top.flag:
+                return None
+            return base._push(Frame("brace", "", math, 1))
+        if ch == "}":
+            if top is None or top.kind not in ("brace", "arg", "script"):
+                return None
+            if top.kind == "script":
+                return base._pop(sup=top.saved[0], sub=top.saved[1])
+            if top.kind == "arg" and top.after:
+                return replace(base._pop(), mode=NEED_ARG, word=top.name, need=top.after)
+            return base._pop(sup=FREE, sub=FREE, after_cs=top.kind == "arg")
+        if ch == "$":
+            if math:
+                if top.kind != "math" or top.name not in ("$", "$$"):
+                    return None
+                return base._pop(closed_math=True) if top.name == "$" else replace(base, mode=DOLLAR_CLOSE)
+            if top is not None and top.kind == "brace" and top.flag:
+                return None
+            return replace(base, mode=DOLLAR)
+        if ch == "%":
+            return replace(base, mode=COMMENT) if s.at_env_level else None
+        if math:
+            return self._math_char(base, ch)
+        if ch in "^_&#~":
+            return base if ch == "~" and "~" in self.chars.get("text", ()) else None
+        return base if ch in self.chars.get(s.text_mode(), ()) else None
+
+    def _math_char(self, s: LatexState, ch: str) -> LatexState | None:
+        top = s.top
+        if ch in "^_":
+            if ch == "^" and s.sup == USED or ch == "_" and s.sub == USED:
+                return None
+            sup = USED if s.sup == PRIMED else s.sup  # a prime not followed by ^ is a superscript
+            if ch == "^" and s.sup == PRIMED:
+                sup = PRIMED
+            return replace(s, mode=SCRIPT, script=ch, sup=sup)
+        if ch == "'":
+            if s.sup == USED or "'" not in self.chars.get("math", ()):
+                return None
+            return replace(s, sup=PRIMED)
+        if ch == "&":
+            if top.kind != "env" or top.tabs >= self.envs[top.name]["max_tabs"]:
+                return None
+            return replace(s._retop(tabs=top.tabs + 1), sup=FREE, sub=FREE)
+        if ch in "#%" or ch not in self.chars.get("math", ()):
+            return None
+        if s.sup == PRIMED:
+            s = replace(s, sup=USED)
+        return replace(s, sup=FREE, sub=FREE)
+
+    def _script(self, s: LatexState, ch: str) -> LatexState | None:
+        if ch == " ":
+            return s
+        if ch == "{":
+            saved = (USED, s.sub) if s.script == "^" else (s.sup, USED)
+            return s._push(Frame("script", s.script, True, 1, saved=saved))
+        if ch == "\\":
+            return replace(s, mode=ESCAPE, word="")
+        if ch in self.chars.get("script", ()):
+            return self._script_done(s)
+        return None
+
+    def _script_done(self, s: LatexState) -> LatexState:
+        if s.script == "^":
+            return replace(s, mode=TEXT, script="", sup=USED, word="")
+        return replace(s, mode=TEXT, script="", sub=USED, word="")
+
+    def _escape(self, s: LatexState, ch: str) -> LatexState | None:
+        if ch in _LETTERS:
+            if not any(name.startswith(ch) for name, _ in self.names(s)):
+                return None
+            return replace(s, mode=WORD, word=ch)
+        return self._symbol(s, ch)
+
+    def _symbol(self, s: LatexState, ch: str) -> LatexState | None:
+        """A control symbol ``\\ch``."""
+        if not any(name == ch for name, _ in self.names(s)):
+            return None
+        after = replace(s, mode=TEXT, word="", after_cs=True, blank=False, proof_ok=False)
+        if s.script:
+            return self._script_done(after)
+        if ch == "\\":
+            top = s.top
+            return replace(after._retop(tabs=0, flag=False), sup=FREE, sub=FREE) if top.role == "display" \
+                else replace(after._retop(tabs=0), sup=FREE, sub=FREE)
+        if s.math:
+            return replace(after, sup=FREE, sub=FREE)
+        return after
+
+    def _word(self, s: LatexState, ch: str) -> LatexState | None:
+        word = s.word
+        if ch in _LETTERS:
+            longer = word + ch
+            if not any(name.startswith(longer) for name, _ in self.names(s)):
+                return None
+            return replace(s, word=longer)
+        if not any(name == word for name, _ in self.names(s)):
+            return None
+        if word in ("begin", "end"):
+            if ch != "{":
+                return None
+            if word == "begin":
+                return replace(s, mode=ENV_NAME, word="")
+            return replace(s, mode=END_NAME, word="", matched=0, proof_ok=False)
+        if word in NAME_ARGUMENTS:
+            if ch != "{":
+                return None
+            state = s
+            if word == "label" and s.math:
+                state = s._retop(flag=True)
+            return replace(state, mode=NAME_ARG, word="", kind=NAME_ARGUMENTS[word], proof_ok=False)
+        after = replace(s, mode=TEXT, word="", after_cs=True, proof_ok=False)
+        if s.script:
+            return self._text(self._script_done(after), ch)
+        if word == "item":
+            top = after.top
+            if not top.flag:
+                after = after._retop(flag=True, cost=top.cost - len(ITEM))
+            return self._text(after, ch)
+        args = 1 if word in SECTIONING else self.commands[word]["args"]
+        if s.math:
+            after = replace(after, sup=FREE, sub=FREE)
+        if args:
+            if ch != "{":
+                return None
+            return self._open_arg(after, word, args)
+        return self._text(after, ch)
+
+    def _open_arg(self, s: LatexState, name: str, args: int) -> LatexState:
+        """Push the frame of ``name``'s next argument (``args`` arguments owed, this one included)."""
+        if name in SECTIONING:
+            return s._push(Frame("brace", name, False, 1, flag=True), after_cs=False)
+        math = s.math and name not in TEXT_ARGUMENT_COMMANDS
+        return s._push(Frame("arg", name, math, 1 + 2 * (args - 1), after=args - 1), after_cs=False)
+
+    def _env_name(self, s: LatexState, ch: str) -> LatexState | None:
+        if ch == "}":
+            if not self.can_begin(s, s.word):
+                return None
+            name = s.word
+            entry = self.envs[name]
+            math = entry["role"] in ("display", "inner")
+            frame = Frame("env", name, math, self.env_cost(name), role=entry["role"])
+            return s._push(frame, after_cs=True, blank=False, proof_ok=False)
+        longer = s.word + ch
+        if not any(e.startswith(longer) and self.can_begin(s, e) for e in self.envs):
+            return None
+        return replace(s, word=longer)
+
+    def _end_name(self, s: LatexState, ch: str) -> LatexState | None:
+        name = s.top.name
+        if s.matched < len(name):
+            return replace(s, matched=s.matched + 1) if ch == name[s.matched] else None
+        if ch != "}":
+            return None
+        closed = s.top
+        after = s._pop(blank=False, after_cs=False, proof_ok=closed.role == "theorem" and len(s.stack) == 1)
+        if after.math:
+            after = replace(after, sup=FREE, sub=FREE)
+        return after
+
+    def _name_arg(self, s: LatexState, ch: str) -> LatexState | None:
+        if ch == "}":
+            if not s.word or (s.kind == "label" and s.word in s.labels):
+                return None
+            labels = s.labels | {s.word} if s.kind == "label" else s.labels
+            return replace(s, mode=TEXT, word="", kind="", labels=labels, after_cs=False)
+        if ch not in self.name_chars.get(s.kind, ()):
+            return None
+        return replace(s, word=s.word + ch)
 
 
-def _is_letter(ch: str) -> bool:
-    return len(ch) == 1 and ch.isascii() and ch.isalpha()
-
-
-def is_balanced(text: str) -> bool:
-    """Whether ``text`` leaves no environment, brace, ``$`` or escape open (by this grammar)."""
-    state = LatexState().read(text)
-    return state is not None and state.closing() == 0
+def _plain_name(name: str) -> bool:
+    """Names the grammar writes: control words, and control symbols other than the math brackets."""
+    return name.isalpha() or (len(name) == 1 and name not in "[]()")
 
 
 # --------------------------------------------------------------------------- per-tokenizer tables
-# Token classes: each class behaves alike in every state (letters are refined where they differ).
-_OTHER, _NEWLINE, _LBRACE, _RBRACE, _DOLLAR, _BACKSLASH, _PERCENT, _STAR, _LETTER, _CONT, _NEVER = range(11)
-_REPRESENTATIVE = {_OTHER: "0", _NEWLINE: "\n", _LBRACE: "{", _RBRACE: "}", _DOLLAR: "$",
-                   _BACKSLASH: "\\", _PERCENT: "%", _STAR: "*", _LETTER: "q"}
-_SPECIAL_CHARS = {"\n": _NEWLINE, "{": _LBRACE, "}": _RBRACE, "$": _DOLLAR, "\\": _BACKSLASH,
-                  "%": _PERCENT, "*": _STAR}
-_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-REQUIRED_CHARS = "{}$\\\n"
-
-
 class LatexTables:
-    """Per-tokenizer token classes and a cache of masks by state signature and slack."""
+    """Per tokenizer and vocabulary: which tokens are which characters, and a cache of masks."""
 
-    def __init__(self, tokenizer: CharTokenizer) -> None:
-        V = tokenizer.vocab_size
-        classes = torch.full((V,), _NEVER, dtype=torch.long)
-        self.chars: set[str] = set()
-        self.letter_ids: dict[str, list[int]] = {}
-        for i in range(V):
-            value = tokenizer.byte_values[i]
-            if i in (UNK_ID, BOS_ID, EOS_ID, PAD_ID):
+    def __init__(self, tokenizer: CharTokenizer, grammar: LatexGrammar) -> None:
+        self.grammar = grammar
+        self.vocab_size = tokenizer.vocab_size
+        self.char_ids: dict[str, list[int]] = {}
+        for i in range(tokenizer.vocab_size):
+            if i in (UNK_ID, BOS_ID, EOS_ID, PAD_ID) or tokenizer.byte_values[i] >= 0:
                 continue
-            if value >= 0:
-                if value < 0x80:
-                    text = chr(value)
-                elif 0x80 <= value <= 0xBF:
-                    classes[i] = _CONT  # continuation byte: no character of its own
-                    continue
-                else:
-                    classes[i] = _OTHER  # lead byte of a character outside the vocabulary
-                    continue
-            else:
-                text = tokenizer.decode([i])
-                if len(text) != 1:
-                    continue
-                self.chars.add(text)
-            if _is_letter(text):
-                classes[i] = _LETTER
-                self.letter_ids.setdefault(text, []).append(i)
-            else:
-                classes[i] = _SPECIAL_CHARS.get(text, _OTHER)
-        self.classes = classes
-        self.chars_of_class = [1] * _CONT + [0, 0]
+            text = tokenizer.decode([i])
+            if len(text) == 1 and text.isascii() and (text.isprintable() or text == "\n"):
+                self.char_ids.setdefault(text, []).append(i)
+        self.chars = sorted(self.char_ids)
         self._masks: dict[tuple, Tensor] = {}
         self._lock = threading.Lock()
 
     def mask(self, state: LatexState, remaining: float) -> Tensor:
-        """(V,) bool: tokens after which the text can still be closed within ``remaining`` characters.
+        """(V,) bool: characters after which the text can still close within ``remaining`` characters.
 
-        Over budget (the closing is longer than what remains) only tokens that shorten it are allowed.
+        When none fits (the prompt left more open than the budget can close), the characters that
+        bring the closing down the most.
         """
         now = state.closing()
         slack = remaining - now
         slack = -1 if slack < 0 else int(min(slack, _SLACK_CAP))
-        key = (state.signature(), slack)
-        mask = self._masks.get(key)
+        cacheable = state.mode != NAME_ARG or state.kind != "label"
+        key = (state.key(), slack)
+        mask = self._masks.get(key) if cacheable else None
         if mask is None:
             mask = self._build(state, now, slack)
-            with self._lock:
-                self._masks[key] = mask
+            if cacheable:
+                with self._lock:
+                    self._masks[key] = mask
         return mask
 
     def _build(self, state: LatexState, now: int, slack: int) -> Tensor:
-        limit = now + max(slack, 0)  # the most characters the rest of the text may take
-
-        def fits(ch: str) -> bool:
+        limit = now + max(slack, 0)
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+        options: list[tuple[int, str]] = []
+        for ch in self.chars:
+            if ch == "%":
+                continue  # comments are read in prompts, never written
             after = state.step(ch)
-            return after is not None and 1 + after.closing() <= limit
-
-        ok = torch.zeros(_NEVER + 1, dtype=torch.bool)
-        for cls, ch in _REPRESENTATIVE.items():
-            ok[cls] = fits(ch)
-        ok[_CONT] = True  # the sampler's UTF-8 masks decide about bytes inside a character
-        mask = ok[self.classes]
-        if state.mode in (ESCAPE, WORD, END_NAME):  # where letters differ from one another
-            for letter in _LETTERS:
-                ids = self.letter_ids.get(letter)
-                if ids:
-                    mask[ids] = fits(letter)
+            if after is None:
+                continue
+            closing = after.closing()
+            if closing >= _INF:
+                continue
+            options.append((closing, ch))
+        fits = [ch for closing, ch in options if 1 + closing <= limit]
+        if not fits and options:
+            best = min(closing for closing, _ in options)
+            fits = [ch for closing, ch in options if closing == best]
+        for ch in fits:
+            mask[self.char_ids[ch]] = True
         return mask
 
 
-latex_tables = per_tokenizer(LatexTables)
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TABLES_LOCK = threading.Lock()
+
+
+def latex_tables(tokenizer: CharTokenizer, folder: str | Path) -> tuple[LatexTables, str] | None:
+    """The :class:`LatexTables` and preamble of the export in ``folder`` (whose tokenizer is
+    ``tokenizer``), read on first use and then cached; None when the export has no LaTeX files."""
+    with _TABLES_LOCK:
+        per_tokenizer = _TABLES.setdefault(tokenizer, {})
+        key = str(Path(folder).resolve())
+        if key not in per_tokenizer:
+            files = read_latex_files(folder)
+            per_tokenizer[key] = None if files is None else (LatexTables(tokenizer, LatexGrammar(files[0])), files[1])
+        return per_tokenizer[key]
+
+
+ENV_NAME = re.compile(r"^[A-Za-z]+\*?$")
+_BALANCE_TOKEN = re.compile(r"%[^\n]*|\\begin\{([^}]*)\}|\\end\{([^}]*)\}|\\.|\$\$|[{}$]", re.S)
+
+
+def is_balanced(text: str) -> bool:
+    """Whether every environment, brace, ``$`` and ``$$`` of ``text`` closes, in order (a plain
+    structural check, for text written without the form; comments and escapes skipped)."""
+    stack: list[str] = []
+    for match in _BALANCE_TOKEN.finditer(text):
+        token, begin, end = match.group(0), match.group(1), match.group(2)
+        if begin is not None:
+            stack.append("env:" + begin)
+        elif end is not None:
+            if not stack or stack.pop() != "env:" + end:
+                return False
+        elif token in ("$", "$$"):
+            if stack and stack[-1] == token:
+                stack.pop()
+            elif stack and stack[-1] in ("$", "$$"):
+                return False  # "$$" closing "$", or the reverse
+            else:
+                stack.append(token)  # also math inside a group inside math: \text{ $x$ }
+        elif token == "{":
+            stack.append("{")
+        elif token == "}":
+            if not stack or stack.pop() != "{":
+                return False
+    return not stack and not (text.endswith("\\") and not text.endswith("\\\\"))
 
 
 class LatexConstraint:
-    """Keeps one sample's LaTeX closable in the characters it has left.
+    """Keeps one sample's LaTeX compilable and closable in the characters it has left.
 
     With an ``environment`` (the prompt opened it), the form is complete when it is closed.
     """
