@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+#: The Hydra configs of the commands (``conf/`` beside the package).
+CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
+
 
 #: Keys whose value is free text, never a Hydra list, dict or interpolation: ``prompt=\begin{lemma}``.
 TEXT_KEYS = frozenset({"prompt", "title", "acrostic"})
@@ -34,3 +43,22 @@ def quote_overrides(args: list[str]) -> list[str]:
 def command_line(args: list[str]) -> list[str]:
     """The arguments as Hydra should see them: ``--json`` spelled ``json=true``, non-ASCII values quoted."""
     return quote_overrides(["json=true" if arg == "--json" else arg for arg in args])
+
+
+def hydra_command(config_name: str, run: Callable[[DictConfig], int]) -> Callable[[], None]:
+    """The entry point of a command: Hydra composes ``conf/<config_name>.yaml`` with the overrides
+    (made fit by :func:`command_line`), ``run`` returns the exit status (2 for an expected failure)."""
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
+    def composed(cfg: DictConfig) -> None:
+        code = run(cfg)
+        if code:
+            sys.exit(code)
+
+    def main() -> None:
+        sys.argv[1:] = command_line(sys.argv[1:])
+        composed()
+
+    main.__doc__ = f"Entry point: ``python -m textgen.{config_name}`` / ``textgen-{config_name}``."
+    return main

@@ -10,15 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from textgen.cli import command_line
+from textgen.cli import hydra_command
 from textgen.evaluation import evaluate_text
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.tokenizer import TokenizerError
-
-CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run(cfg: DictConfig) -> int:
@@ -47,17 +44,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
-def _hydra_main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
-
-
-def main() -> None:
-    """Entry point; ``--json`` is accepted as a spelling of ``json=true``, non-ASCII values as typed."""
-    sys.argv[1:] = command_line(sys.argv[1:])
-    _hydra_main()
+main = hydra_command("evaluate", run)
 
 
 if __name__ == "__main__":

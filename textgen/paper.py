@@ -25,19 +25,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.atomic import atomic_write_bytes, atomic_write_text
-from textgen.cli import command_line
+from textgen.cli import hydra_command
 from textgen.export import ExportError, LoadedModel, load_export, resolve_export
 from textgen.forms import FormError, prepare_latex
 from textgen.forms.latex import latex_tables
 from textgen.forms.latex_vocab import compile_latex, pdflatex_available, wrap_document
 from textgen.sampling import SamplingParams, generate
 
-CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 INSTALL_HINT = ("pdflatex not found, so only {tex} was written: install LaTeX (Debian/Ubuntu: sudo apt-get install "
                 "texlive-latex-base texlive-latex-recommended texlive-pictures lmodern) and run pdflatex {tex}")
 TEXT_BLOCK = "text"
@@ -135,6 +133,7 @@ class PaperWriter:
 
 def run(cfg: DictConfig) -> int:
     """Write (and compile) the paper ``cfg`` describes; returns a process exit code."""
+    OmegaConf.set_readonly(cfg, True)
     out = Path(str(cfg.out))
     tex = out.with_suffix(".tex")
     if int(cfg.sections) < 1 or int(cfg.max_chars) < 0:
@@ -165,18 +164,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="paper")
-def _main(cfg: DictConfig) -> None:
-    OmegaConf.set_readonly(cfg, True)
-    code = run(cfg)
-    if code:
-        sys.exit(code)
-
-
-def main() -> None:
-    """Entry point: ``python -m textgen.paper`` / ``textgen-paper``."""
-    sys.argv[1:] = command_line(sys.argv[1:])
-    _main()
+main = hydra_command("paper", run)
 
 
 if __name__ == "__main__":

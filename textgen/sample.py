@@ -16,16 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from textgen.cli import command_line
+from textgen.cli import hydra_command
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FORM_CLASSES, FormError, api_fields, form_keys, prepare_form
 from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
-
-CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def sampling_params(cfg: DictConfig) -> SamplingParams:
@@ -131,17 +128,7 @@ def _describe(sample: Sample, params: SamplingParams) -> str:
             f"{sample.logprob_per_char:.3f} nats/char")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="sample")
-def _main(cfg: DictConfig) -> None:
-    code = run(cfg)
-    if code:
-        sys.exit(code)
-
-
-def main() -> None:
-    """Entry point: ``python -m textgen.sample`` / ``textgen-sample``."""
-    sys.argv[1:] = command_line(sys.argv[1:])
-    _main()
+main = hydra_command("sample", run)
 
 
 if __name__ == "__main__":
