@@ -41,11 +41,11 @@ def test_the_description_is_valid_openapi(live):
         assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
     request = spec["components"]["schemas"]["GenerateRequest"]
     assert request["required"] == ["model"]
-    assert request["properties"]["max_new_chars"]["maximum"] == 2000  # the configured limit
+    assert request["properties"]["max_new_chars"]["maximum"] == 20000  # the configured limit
     assert request["properties"]["model"]["examples"] == sorted(MODELS)
     completion = spec["components"]["schemas"]["CompletionRequest"]["properties"]
     assert completion["max_tokens"]["default"] == request["properties"]["max_new_chars"]["default"]  # one default
-    assert completion["max_tokens"]["anyOf"][0]["maximum"] == 2000
+    assert completion["max_tokens"]["anyOf"][0]["maximum"] == 20000
     assert {"top_k", "repetition_penalty", "form", "best_of", "logprobs", "echo", "user"} <= set(completion)
 
 

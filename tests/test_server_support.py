@@ -105,7 +105,7 @@ def live(server_exports) -> Iterator[LiveServer]:
     server = LiveServer({
         "checkpoints": server_exports,
         "batching": {"max_batch_size": 32, "max_wait_ms": 20, "queue_length": 16},
-        "limits": {"max_body_bytes": 4096, "max_prompt_chars": 512, "max_new_chars": 2000},
+        "limits": {"max_body_bytes": 4096, "max_prompt_chars": 512, "max_new_chars": 20000},
     })
     yield server
     server.close()
