@@ -36,10 +36,11 @@ from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
 PROMPTS = ["ROMEO:\n", "KING HENRY:\n", "First Citizen:\n", "JULIET:\n", "MENENIUS:\n", "DUKE:\n"]
 
 
-def static_step_seconds(loaded, rows: int, steps: int = 100) -> float:
-    """Seconds a step of a fixed batch of ``rows`` takes (after 5 warm-up steps)."""
+def static_step_seconds(loaded, rows: int, steps: int = 100, prompts: list[str] = PROMPTS) -> float:
+    """Seconds a step of a fixed batch of ``rows`` takes (after 5 warm-up steps); row ``i`` reads
+    ``prompts[i % len(prompts)]``."""
     batch = DecodeBatch(loaded)
-    batch.add([batch.make_row(PROMPTS[i % len(PROMPTS)], SamplingParams(max_new_chars=10**6, seed=i))
+    batch.add([batch.make_row(prompts[i % len(prompts)], SamplingParams(max_new_chars=10**6, seed=i))
                for i in range(rows)])
     for _ in range(5):
         batch.step()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from textgen.export import load_export  # noqa: E402
 from textgen.quantization import weight_bytes  # noqa: E402
-from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
+from batcher_profile import static_step_seconds  # noqa: E402  (benchmarks/ is on sys.path)
 
 SPEED_MODELS = {"shakespeare-gru": "ROMEO:\n", "tang-gru": "春眠不觉晓，"}
 BPC_MODELS = {"shakespeare-gru": "shakespeare", "tang-gru": "tang", "stacks-gru": "stacks"}
@@ -97,18 +97,6 @@ def step_bytes(loaded) -> dict:
     return {"weights": weights, "state_per_row": state}
 
 
-def time_steps(loaded, prompt: str, rows: int, steps: int) -> float:
-    """Seconds a ``DecodeBatch.step`` of ``rows`` rows takes (after 5 warm-up steps)."""
-    batch = DecodeBatch(loaded)
-    batch.add([batch.make_row(prompt, SamplingParams(max_new_chars=10**6, seed=i)) for i in range(rows)])
-    for _ in range(5):
-        batch.step()
-    started = time.perf_counter()
-    for _ in range(steps):
-        batch.step()
-    return (time.perf_counter() - started) / steps
-
-
 def speed(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     result: dict = {"machine": machine(), "bandwidth": bandwidth(args.bandwidth_mb, args.repeats),
@@ -122,7 +110,7 @@ def speed(args: argparse.Namespace) -> dict:
         for _ in range(args.repeats):  # alternate, so that a neighbour's load hits both alike
             for rows in BATCHES:
                 for mode in MODES:
-                    times[mode, rows].append(time_steps(loaded[mode], prompt, rows, args.steps))
+                    times[mode, rows].append(static_step_seconds(loaded[mode], rows, args.steps, [prompt]))
         for mode in MODES:
             size = step_bytes(loaded[mode])
             limit = read / (size["weights"] + size["state_per_row"])
