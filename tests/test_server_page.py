@@ -34,6 +34,14 @@ def browser():
         browser.close()
 
 
+def open_page(browser, live, width: int = 1280, height: int = 720):
+    """The page of ``live`` in a new tab, once it has listed both models."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    return page
+
+
 def test_page_streams_text_for_a_prompt(live, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     errors: list[str] = []
@@ -57,9 +65,7 @@ def test_page_streams_text_for_a_prompt(live, browser, tmp_path):
 
 
 def test_page_shows_an_error_and_stops_a_stream(live, browser):
-    page = browser.new_page()
-    page.goto(live.url + "/")
-    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page = open_page(browser, live)
     page.select_option("#model", "tiny-tang")
     page.fill("#prompt", "春" * 600)  # over the prompt limit of the test server: 413
     page.click("#generate")
@@ -77,9 +83,7 @@ def test_page_shows_an_error_and_stops_a_stream(live, browser):
 
 
 def test_page_writes_a_poem_in_a_form(live, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1200, "height": 800})
-    page.goto(live.url + "/")
-    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page = open_page(browser, live, 1200, 800)
     page.select_option("#model", "tiny-tang")
     page.select_option("#form", "jueju-7")
     page.fill("#title", "春望")
@@ -97,9 +101,7 @@ def test_page_writes_a_poem_in_a_form(live, browser, tmp_path):
 
 
 def test_page_returns_the_best_of_several_drafts(live, browser):
-    page = browser.new_page()
-    page.goto(live.url + "/")
-    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page = open_page(browser, live)
     page.select_option("#model", "tiny-tang")
     page.select_option("#form", "jueju-5")
     page.fill("#seed", "2")
@@ -117,9 +119,7 @@ def test_page_returns_the_best_of_several_drafts(live, browser):
 def test_page_writes_a_regulated_poem_with_keywords(live, browser):
     from poem_rules import poem_problems
 
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(live.url + "/")
-    page.wait_for_function("document.querySelectorAll('#model option').length === 2")
+    page = open_page(browser, live, 1200, 900)
     page.select_option("#model", "tiny-tang")
     page.select_option("#form", "lushi-7")
     page.fill("#title", "秋夜")
