@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import queue
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -177,11 +177,9 @@ def accept(stream: bool) -> Accepted:
     """Validate a generation request and queue it (every 4xx/5xx is raised before any text is sent)."""
     req = GenerateRequest.model_validate(read_json_object())
     check_limits(req.prompt, req.max_new_chars)
-    params = SamplingParams(
-        max_new_chars=req.max_new_chars, temperature=req.temperature, top_k=req.top_k, top_p=req.top_p,
-        repetition_penalty=req.repetition_penalty, min_p=req.min_p, seed=req.seed, stop=req.stop, n=req.n, best_of=req.best_of,
-        return_logprobs=req.return_logprobs,
-    )
+    # Every sampler field the request has, under the same name (a new one needs no line here).
+    params = SamplingParams(**{f.name: getattr(req, f.name) for f in fields(SamplingParams)
+                               if f.name in GenerateRequest.model_fields})
     if stream:
         refuse_ranked_stream(params)
     batcher = model_batcher(req.model)
