@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from textgen.forms import prepare_form
 from textgen.sampling import Row, SamplingParams, select_best
 
-from server.batching import Batcher, Job
+from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
 from server.errors import APIError
 from server.openapi import build_spec
 from server.schemas import GenerateRequest, GenerateResponse, Health, ModelList, dump
@@ -236,19 +236,6 @@ def _sse(payload: Any) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def _event(kind: str, index: int | None, payload: Any, job: Job) -> str:
-    if kind == "text":
-        return _sse({"index": index, "text": payload})
-    if kind == "finish":
-        event = {"index": index, "finish_reason": payload.finish_reason, "generated_chars": payload.generated_chars}
-        if payload.logprob is not None:
-            event["logprob"] = payload.logprob
-        return _sse(event)
-    if kind == "error":
-        return _sse(job_error(job).body()) + "data: [DONE]\n\n"
-    return ""
-
-
 @bp.post("/v1/generate/stream")
 def generate_stream() -> Response:
     """Generate as Server-Sent Events: text events per step, a finish event per sample, then [DONE]."""
@@ -256,27 +243,38 @@ def generate_stream() -> Response:
     job = accepted.job
     prompt_chars = len(accepted.prompt)
 
-    def render(kind: str, index: int | None, payload: Any) -> str:
-        if kind != "done":
-            return _event(kind, index, payload, job)
-        usage = {"prompt_chars": prompt_chars, "generated_chars": sum(s.generated_chars for s in job.samples.values())}
-        timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
-        return _sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
+    def render(event: JobEvent) -> str:
+        match event:
+            case TextEvent(index, text):
+                return _sse({"index": index, "text": text})
+            case FinishEvent(index, sample):
+                payload = {"index": index, "finish_reason": sample.finish_reason,
+                           "generated_chars": sample.generated_chars}
+                if sample.logprob is not None:
+                    payload["logprob"] = sample.logprob
+                return _sse(payload)
+            case ErrorEvent():
+                return _sse(job_error(job).body()) + "data: [DONE]\n\n"
+            case DoneEvent():
+                usage = {"prompt_chars": prompt_chars,
+                         "generated_chars": sum(s.generated_chars for s in job.samples.values())}
+                timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
+                return _sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
 
     # a latex form's opening and prompt come first, so that each sample's text compiles alone
     first = "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows))) if accepted.echo else ""
     return sse_response(job, accepted.batcher, render, first)
 
 
-Render = Callable[[str, "int | None", Any], str]
+Render = Callable[[JobEvent], str]
 
 
 def sse_response(job: Job, batcher: Batcher, render: Render, first: str = "") -> Response:
-    """Stream ``job`` as Server-Sent Events: ``first``, then ``render(kind, index, payload)`` of each event.
+    """Stream ``job`` as Server-Sent Events: ``first``, then ``render(event)`` of each of its events.
 
-    The stream ends after the ``done`` or ``error`` event (whose rendering ends with ``data: [DONE]``).
-    Events already waiting go out in one write; an idle stream sends a comment every
-    ``KEEPALIVE_S``, and writing is how a gone client is noticed: its rows then leave the batch.
+    The stream ends after the :class:`DoneEvent` or :class:`ErrorEvent` (whose rendering ends with
+    ``data: [DONE]``).  Events already waiting go out in one write; an idle stream sends a comment
+    every ``KEEPALIVE_S``, and writing is how a gone client is noticed: its rows then leave the batch.
     """
 
     def events() -> Iterator[str]:
@@ -294,9 +292,8 @@ def sse_response(job: Job, batcher: Batcher, render: Render, first: str = "") ->
                         batch.append(job.events.get_nowait())
                     except queue.Empty:
                         break
-                chunk = [render(kind, index, payload) for kind, index, payload in batch]
-                yield "".join(chunk)
-                if any(kind in ("done", "error") for kind, _, _ in batch):
+                yield "".join(render(event) for event in batch)
+                if any(isinstance(event, DoneEvent | ErrorEvent) for event in batch):
                     return
         finally:
             if not job.done.is_set():

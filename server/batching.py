@@ -39,14 +39,51 @@ class JobFailed(Exception):
     """The worker could not generate a job (the message says why; details are in the log)."""
 
 
+@dataclass(frozen=True)
+class TextEvent:
+    """Row ``index`` released ``text`` (its next characters)."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """Row ``index`` finished; ``sample`` is its whole result."""
+
+    index: int
+    sample: Sample
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """Every row of the job finished: the last event."""
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The job failed or was cancelled (``message`` says which): the last event."""
+
+    message: str
+
+
+JobEvent = TextEvent | FinishEvent | DoneEvent | ErrorEvent
+"""What a streaming job's :attr:`Job.events` carries: text and finish events, then one done or error event."""
+
+
 @dataclass(eq=False)
 class Job:
-    """One request: ``n`` rows generated together; events and samples come back to the request thread."""
+    """One request: ``n`` rows generated together; events and samples come back to the request thread.
+
+    The batcher's worker reports through :meth:`emit_text`, :meth:`finish_row` and :meth:`fail`;
+    the request thread reads :attr:`events` (a streaming job) or waits on :attr:`done`.
+    """
 
     rows: list[Row]
     stream: bool = False
-    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    """("text", index, text), ("finish", index, Sample), then ("done", None, None) or ("error", None, msg)."""
+    events: queue.SimpleQueue[JobEvent] = field(default_factory=queue.SimpleQueue)
+    """:class:`TextEvent` and :class:`FinishEvent` (streaming jobs only), then :class:`DoneEvent` or
+    :class:`ErrorEvent` (every job)."""
     done: threading.Event = field(default_factory=threading.Event)
     samples: dict[int, Sample] = field(default_factory=dict)
     error: str | None = None
@@ -65,22 +102,25 @@ class Job:
             return 0.0
         return 1000 * ((self.finished or time.perf_counter()) - self.started)
 
-    def _text(self, index: int, text: str) -> None:
+    def emit_text(self, index: int, text: str) -> None:
+        """Row ``index`` released ``text`` (an event for a streaming job; a plain one reads its samples)."""
         if self.stream:
-            self.events.put(("text", index, text))
+            self.events.put(TextEvent(index, text))
 
-    def _finish_row(self, index: int, sample: Sample) -> None:
+    def finish_row(self, index: int, sample: Sample) -> None:
+        """Row ``index`` is done with ``sample``; after the last row the job is :attr:`done`."""
         self.samples[index] = sample
         if self.stream:
-            self.events.put(("finish", index, sample))
+            self.events.put(FinishEvent(index, sample))
         if len(self.samples) == len(self.rows):
-            self._close(("done", None, None))
+            self._close(DoneEvent())
 
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
+        """End the job with ``message`` as its :attr:`error` (a job already done sends no more events)."""
         self.error = message
-        self._close(("error", None, message))
+        self._close(ErrorEvent(message))
 
-    def _close(self, event: tuple) -> None:
+    def _close(self, event: DoneEvent | ErrorEvent) -> None:
         if self.done.is_set():
             return
         self.finished = time.perf_counter()
@@ -161,7 +201,7 @@ class Batcher:
             if job in self._pending:
                 self._pending.remove(job)
                 self._queue_depth.set(len(self._pending))
-                job._fail("cancelled")
+                job.fail("cancelled")
             else:
                 self._cancelled.append(job)
                 self._cond.notify()
@@ -251,7 +291,7 @@ class Batcher:
         for row, text in out:
             job, index = row.tag
             if text:
-                job._text(index, text)
+                job.emit_text(index, text)
             if row.finished:
                 self._finish(job, index, row)
         self._active_rows.set(len(self.batch))
@@ -259,13 +299,13 @@ class Batcher:
     def _finish(self, job: Job, index: int, row: Row) -> None:
         sample = row.sample()
         self._generated_chars.inc(sample.generated_chars)
-        job._finish_row(index, sample)
+        job.finish_row(index, sample)
         if job.done.is_set():
             self._done(job)
 
     def _done(self, job: Job, error: str | None = None) -> None:
         if error is not None:
-            job._fail(error)
+            job.fail(error)
         with self._cond:
             self._running.discard(job)
 
@@ -276,5 +316,5 @@ class Batcher:
             self._cancelled.clear()
         self.batch.remove(list(self.batch.rows))
         for job in jobs:
-            job._fail(message)
+            job.fail(message)
         self._active_rows.set(0)

@@ -24,7 +24,7 @@ from textgen.sampling import Row, Sample, SamplingParams, select_best
 from server import errors
 from server.api import check_limits, job_error, model_batcher, prepare_rows, read_json_object, refuse_ranked_stream, \
     sse_response, wait_for
-from server.batching import Batcher, Job
+from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
 from server.errors import APIError
 from server.openai_schemas import DEFAULTS, Completion, CompletionRequest
 
@@ -184,18 +184,20 @@ def stream(planned: Planned) -> Response:
                       with_echo=False)
         return chunk(index, text, lp=lp)
 
-    def render(kind: str, index: int | None, payload: Any) -> str:
-        if kind == "text":
-            return text_chunk(index, payload)
-        if kind == "finish":
-            return chunk(index, "", FINISH_REASONS[payload.finish_reason])
-        if kind == "error":
-            return _data(openai_error_body(job_error(job))) + "data: [DONE]\n\n"
-        last = ""
-        if req.stream_options is not None and req.stream_options.include_usage:
-            last = _data({"id": planned.id, "object": "text_completion", "created": planned.created,
-                          "model": req.model, "choices": [], "usage": usage(planned)})
-        return last + "data: [DONE]\n\n"
+    def render(event: JobEvent) -> str:
+        match event:
+            case TextEvent(index, text):
+                return text_chunk(index, text)
+            case FinishEvent(index, sample):
+                return chunk(index, "", FINISH_REASONS[sample.finish_reason])
+            case ErrorEvent():
+                return _data(openai_error_body(job_error(job))) + "data: [DONE]\n\n"
+            case DoneEvent():
+                last = ""
+                if req.stream_options is not None and req.stream_options.include_usage:
+                    last = _data({"id": planned.id, "object": "text_completion", "created": planned.created,
+                                  "model": req.model, "choices": [], "usage": usage(planned)})
+                return last + "data: [DONE]\n\n"
 
     first = ""
     if req.echo:
