@@ -33,9 +33,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     test_config = dict(test_config or {})
     overrides = {key: value for key, value in test_config.items() if key.islower()}
     flask_config = {key: value for key, value in test_config.items() if not key.islower()}
-    for section in ("checkpoints",):
-        if section in overrides:
-            overrides[section] = str(overrides[section])
     settings = load_settings(overrides)
 
     app = Flask(__name__, static_folder="static", static_url_path="/static")
