@@ -88,8 +88,8 @@ def main() -> None:
 
     settings = load_settings()  # conf/server.yaml and its TEXTGEN_* overrides, as a server worker reads them
     b = settings.batching
-    batcher = Batcher("profile", loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
-                      queue_length=max(b.queue_length, args.clients), metrics=Metrics(), onednn=settings.onednn)
+    batcher = Batcher("profile", loaded, b.model_copy(update={"queue_length": max(b.queue_length, args.clients)}),
+                      metrics=Metrics(), onednn=settings.onednn)
     closed_loop(batcher, args.clients, 1, args.chars)  # warm up
     seconds: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)

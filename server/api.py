@@ -26,7 +26,6 @@ from server.state import ServerState
 
 bp = Blueprint("api", __name__)
 OWNED_BY = "textgen"  # the `owned_by` of every model in the OpenAI list shape
-KEEPALIVE_S = 1.0  # a stream that has nothing to say sends a comment this often (and so notices a gone client)
 
 
 def state() -> ServerState:
@@ -274,8 +273,10 @@ def sse_response(job: Job, batcher: Batcher, render: Render, first: str = "") ->
 
     The stream ends after the :class:`DoneEvent` or :class:`ErrorEvent` (whose rendering ends with
     ``data: [DONE]``).  Events already waiting go out in one write; an idle stream sends a comment
-    every ``KEEPALIVE_S``, and writing is how a gone client is noticed: its rows then leave the batch.
+    every ``streaming.keepalive_s`` seconds, and writing is how a gone client is noticed: its rows then
+    leave the batch.
     """
+    keepalive_s = state().settings.streaming.keepalive_s
 
     def events() -> Iterator[str]:
         try:
@@ -283,7 +284,7 @@ def sse_response(job: Job, batcher: Batcher, render: Render, first: str = "") ->
                 yield first
             while True:
                 try:
-                    batch = [job.events.get(timeout=KEEPALIVE_S)]
+                    batch = [job.events.get(timeout=keepalive_s)]
                 except queue.Empty:
                     yield ": keep-alive\n\n"
                     continue

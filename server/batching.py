@@ -23,6 +23,7 @@ from textgen.export import LoadedModel
 from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
 
 from server.metrics import Metrics
+from server.settings import Batching
 
 log = logging.getLogger("server")
 
@@ -129,25 +130,24 @@ class Job:
 
 
 class Batcher:
-    """The decoding worker of one model."""
+    """The decoding worker of one model, run as ``settings`` (the server's ``batching`` section) say."""
 
     def __init__(
         self,
         name: str,
         loaded: LoadedModel,
+        settings: Batching,
         *,
-        max_batch_size: int,
-        max_wait_s: float,
-        queue_length: int,
         metrics: Metrics,
         device: str = "cpu",
         onednn: bool = False,
     ) -> None:
         self.name = name
         self.loaded = loaded
-        self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_s
-        self.queue_length = queue_length
+        self.settings = settings
+        self.max_batch_size = settings.max_batch_size
+        self.max_wait_s = settings.max_wait_ms / 1000
+        self.queue_length = settings.queue_length
         self.metrics = metrics
         # This model's series, looked up once: the worker updates them at every step.
         self._queue_depth = metrics.queue_depth.labels(model=name)
@@ -162,7 +162,7 @@ class Batcher:
         self._running: set[Job] = set()
         self._cond = threading.Condition()
         self._closing = False
-        self._step_seconds = 0.01  # moving average, for Retry-After
+        self._step_seconds = settings.first_step_s  # moving average, for Retry-After
         self._thread = threading.Thread(target=self._loop, name=f"textgen-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -211,12 +211,13 @@ class Batcher:
         with self._cond:
             return bool(self._pending or self._running)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker after the running and waiting jobs are done (or ``timeout`` passes)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the worker after the running and waiting jobs are done; wait for that at most ``timeout``
+        seconds (``settings.close_timeout_s`` by default), after which the worker finishes them alone."""
         with self._cond:
             self._closing = True
             self._cond.notify()
-        self._thread.join(timeout)
+        self._thread.join(self.settings.close_timeout_s if timeout is None else timeout)
 
     def _has_room(self, job: Job) -> bool:
         rows = len(self.batch) + sum(len(j.rows) for j in self._pending)
@@ -226,7 +227,7 @@ class Batcher:
         """Seconds until the queue has likely moved on: the waiting rows' steps at the current pace."""
         waiting = sum(len(j.rows) * j.rows[0].params.max_new_chars for j in self._pending)
         rounds = waiting / max(1, self.max_batch_size)
-        return int(min(60, max(1, math.ceil(rounds * self._step_seconds))))
+        return int(min(self.settings.retry_after_max_s, max(1, math.ceil(rounds * self._step_seconds))))
 
     # ----------------------------------------------------------------- worker side
     def _loop(self) -> None:
@@ -287,7 +288,8 @@ class Batcher:
         self._active_rows.set(len(self.batch))
         started = time.perf_counter()
         out = self.batch.step()
-        self._step_seconds = 0.9 * self._step_seconds + 0.1 * (time.perf_counter() - started)
+        weight = self.settings.step_time_weight
+        self._step_seconds = (1 - weight) * self._step_seconds + weight * (time.perf_counter() - started)
         for row, text in out:
             job, index = row.tag
             if text:

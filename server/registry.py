@@ -2,7 +2,7 @@
 
 A model is loaded on its first request (or at start with ``preload``), then lives in
 ``app.extensions["textgen"].registry`` with its :class:`~server.batching.Batcher`.  A failed load
-is remembered for ``RETRY_FAILED_S`` seconds (503 meanwhile), then tried again.
+is remembered for ``retry_failed_s`` seconds (503 meanwhile; :mod:`server.settings`), then tried again.
 
 The folder is rescanned, never cached for good: ``/v1/models`` lists the exports there at the time
 of the request (a new export, e.g. a fine-tuned model, appears without a restart), and a model
@@ -27,7 +27,6 @@ from server.metrics import Metrics
 from server.settings import ServerSettings
 
 log = logging.getLogger("server")
-RETRY_FAILED_S = 30.0
 
 
 class UnknownModel(LookupError):
@@ -118,7 +117,7 @@ class ModelRegistry:
         now = time.monotonic()
         return sum(1 for listing in self.listings()
                    if not (listing.info.name in self._failed
-                           and now - self._failed[listing.info.name][0] < RETRY_FAILED_S))
+                           and now - self._failed[listing.info.name][0] < self.settings.retry_failed_s))
 
     # ----------------------------------------------------------------- loading
     def get(self, name: str) -> Batcher:
@@ -141,7 +140,7 @@ class ModelRegistry:
             if name in self._batchers and self._stamps.get(name) == stamp:
                 return self._batchers[name]
             failed = self._failed.get(name)
-            if failed and failed[2] == stamp and time.monotonic() - failed[0] < RETRY_FAILED_S:
+            if failed and failed[2] == stamp and time.monotonic() - failed[0] < self.settings.retry_failed_s:
                 raise ModelUnavailable(f"model {name!r} failed to load: {failed[1]}")
             try:
                 started = time.perf_counter()
@@ -151,10 +150,8 @@ class ModelRegistry:
                 self._failed[name] = (time.monotonic(), str(error), stamp)
                 self.metrics.model_loads.labels(model=name, outcome="failed").inc()
                 raise ModelUnavailable(f"model {name!r} failed to load: {error}") from error
-            b = self.settings.batching
-            batcher = Batcher(name, loaded, max_batch_size=b.max_batch_size, max_wait_s=b.max_wait_ms / 1000,
-                              queue_length=b.queue_length, metrics=self.metrics, device=self.settings.device,
-                              onednn=self.settings.onednn)
+            batcher = Batcher(name, loaded, self.settings.batching, metrics=self.metrics,
+                              device=self.settings.device, onednn=self.settings.onednn)
             old = self._batchers.get(name)
             self._batchers[name] = batcher
             self._stamps[name] = stamp

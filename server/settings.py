@@ -27,12 +27,25 @@ class Batching(_Section):
     """How long an idle model waits for more requests before it starts a batch."""
     queue_length: int = Field(64, ge=0)
     """Requests that may wait per model beyond the running batch; more are answered 429."""
+    retry_after_max_s: int = Field(60, ge=1)
+    """The longest ``Retry-After`` of a 429 (estimated from the waiting rows' steps at the recent pace)."""
+    step_time_weight: float = Field(0.1, gt=0, le=1)
+    """Weight of the latest step in the moving average of a step's duration, the pace ``Retry-After`` assumes."""
+    first_step_s: float = Field(0.01, gt=0)
+    """The step duration that average starts from, before a model's first step."""
+    close_timeout_s: float = Field(5.0, ge=0)
+    """How long stopping a model's worker (server exit, a changed model reloaded) waits for its jobs."""
 
 
 class Limits(_Section):
     max_body_bytes: int = Field(65536, ge=1)
     max_prompt_chars: int = Field(4096, ge=0)
     max_new_chars: int = Field(4000, ge=0)
+
+
+class Streaming(_Section):
+    keepalive_s: float = Field(1.0, gt=0)
+    """A stream with nothing to say sends a comment this often (and so notices a client that went away)."""
 
 
 class Shutdown(_Section):
@@ -50,8 +63,11 @@ class ServerSettings(_Section):
     """Let torch use oneDNN (mkldnn) while decoding; its LSTM step is slower than the native one on CPU."""
     quantize: Literal["none", "int8", "auto"] = "auto"
     """Weights of the decoding step: float32, int8 (CPU only), or int8 on CPU (:mod:`textgen.quantization`)."""
+    retry_failed_s: float = Field(30.0, ge=0)
+    """A model that failed to load is answered 503 this long before it is tried again (at once if its files change)."""
     batching: Batching = Batching()
     limits: Limits = Limits()
+    streaming: Streaming = Streaming()
     shutdown: Shutdown = Shutdown()
 
     @model_validator(mode="after")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from server.settings import ServerSettings, load_settings
 from textgen.data.corpus import CorpusConfig
 from textgen.models import ModelConfig
 
@@ -48,6 +50,18 @@ def test_corpus_yaml_holds_corpus_config_defaults(monkeypatch: pytest.MonkeyPatc
     assert {key: data[key] for key in defaults} == {**defaults, "path": "x.txt"}
     assert set(data) - set(defaults) == {"name", "context_chars", "target_chars", "batch_size",
                                          "val_batch_size", "stride", "num_workers"}
+
+
+def test_server_yaml_holds_every_server_setting_at_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/server.yaml names each setting with its TEXTGEN_* override; without them it is ServerSettings'
+    defaults (a value the YAML lacked would silently take the default, a second one would drift)."""
+    for name in [name for name in os.environ if name.startswith("TEXTGEN_")]:
+        monkeypatch.delenv(name)
+    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "server.yaml"), resolve=True)
+    defaults = ServerSettings().model_dump()
+    assert {key: sorted(value) if isinstance(value, dict) else None for key, value in yaml.items()} == \
+        {key: sorted(value) if isinstance(value, dict) else None for key, value in defaults.items()}
+    assert load_settings().model_dump() == defaults
 
 
 def test_old_exports_without_attention_residual_read_as_the_model_they_were() -> None:
