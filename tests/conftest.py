@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["server_fixtures"]  # the server tests' folders and live servers
+
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))
 
@@ -36,7 +38,7 @@ def cli(module: str, *args: str, env: dict | None = None, cwd: Path | None = Non
         check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m textgen.<module> args`` like a user would; returns the finished process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    result = subprocess.run([sys.executable, "-m", f"textgen.{module}", *args], cwd=cwd or REPO,
+    result = subprocess.run([sys.executable, "-m", f"textgen.{module}", *args], cwd=cwd or REPO, check=False,
                             env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"textgen.{module} {' '.join(args)} failed ({result.returncode}):\n"

@@ -20,7 +20,7 @@ from textgen.training.start import FineTuneError, apply_init_from, architecture_
 from textgen.sampling import SamplingParams, generate
 
 from conftest import REPO, cli, corpus_file
-from test_server_support import LiveServer
+from live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -91,7 +91,7 @@ def test_below_the_minimum_the_text_still_compiles(trained):
 
 
 def test_over_rest_the_returned_text_compiles_as_it_is(tiny_stacks, tmp_path):
-    from test_server_support import LiveServer
+    from live_server import LiveServer
 
     (tmp_path / "tiny-stacks").symlink_to(tiny_stacks.resolve(), target_is_directory=True)
     server = LiveServer({"checkpoints": tmp_path})

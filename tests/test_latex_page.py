@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from test_server_page import ARGS, CHROMIUM, pytestmark  # noqa: F401  (the same skip when Chromium is missing)
-from test_server_support import LiveServer
+from live_server import LiveServer
 
 # A prompt with math of the tiny model's vocabulary (a script, \mathcal, \in), for KaTeX to typeset.
 PROMPT = "Let $\\mathcal{F}$ and $x_1 \\in X$. Then"

@@ -17,7 +17,7 @@ import yaml
 
 from conftest import REPO
 from poem_rules import poem_problems, tones
-from test_server_support import MODELS, live, server_exports  # noqa: F401
+from server_fixtures import MODELS
 
 from textgen.export import load_export
 from textgen.forms import (

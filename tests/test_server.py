@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from server import create_app
-from test_server_support import MODELS, LiveServer, live, parse_sse, server_exports  # noqa: F401
+from live_server import LiveServer, parse_sse
+from server_fixtures import MODELS
 
 SHAKESPEARE, TANG = MODELS
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from test_server_support import MODELS, live, server_exports  # noqa: F401
+from server_fixtures import MODELS
 
 SHAKESPEARE, TANG = MODELS
 pytest.importorskip("textgen.forms")

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_server_support import MODELS, parse_sse, server_exports  # noqa: F401
+from live_server import parse_sse
+from server_fixtures import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from test_forms import poem_problems
-from test_server_support import MODELS, LiveServer, live, server_exports  # noqa: F401
+from live_server import LiveServer
+from server_fixtures import MODELS
 
 from textgen.evaluation import continuation_logprobs
 from textgen.export import load_export

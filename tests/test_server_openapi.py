@@ -10,7 +10,8 @@ import requests
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
-from test_server_support import MODELS, LiveServer, live, server_exports  # noqa: F401
+from live_server import LiveServer
+from server_fixtures import MODELS
 
 SHAKESPEARE, TANG = MODELS
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_server_support import MODELS, live, server_exports  # noqa: F401
+from server_fixtures import MODELS
 
 CHROMIUM = os.environ.get("TEXTGEN_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

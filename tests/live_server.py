@@ -1,25 +1,14 @@
-"""Shared pieces of the server tests: a real server on a loopback port over the tiny exports.
-
-The exports are the session fixtures of ``conftest.py`` (tiny models trained through the CLI).
-For a quick edit-test loop, ``TEXTGEN_SERVER_TEST_EXPORTS=<folder>`` reuses exports trained
-earlier (a folder holding ``tiny-shakespeare`` and ``tiny-tang``) instead of training them.
-"""
+"""A real server on a loopback port, for the server tests (their fixtures: ``server_fixtures.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 from werkzeug.serving import make_server
 
 from server import create_app
-
-MODELS = ("tiny-shakespeare", "tiny-tang")
 
 
 class LiveServer:
@@ -73,6 +62,7 @@ class LiveServer:
 
 
 def parse_sse(text: str) -> list[dict | str]:
+    """The events of a Server-Sent Events body (``"[DONE]"`` as a string)."""
     events: list[dict | str] = []
     for block in text.split("\n\n"):
         if not block.startswith("data: "):
@@ -80,32 +70,3 @@ def parse_sse(text: str) -> list[dict | str]:
         data = block[len("data: "):]
         events.append(data if data == "[DONE]" else json.loads(data))
     return events
-
-
-@pytest.fixture(scope="session")
-def server_exports(request, tmp_path_factory) -> Path:
-    """A checkpoints folder holding the tiny exports (symlinks) and one broken export."""
-    folder = tmp_path_factory.mktemp("server-checkpoints")
-    reuse = os.environ.get("TEXTGEN_SERVER_TEST_EXPORTS")
-    for name, fixture in zip(MODELS, ("tiny_shakespeare", "tiny_tang")):
-        source = Path(reuse) / name if reuse else request.getfixturevalue(fixture)
-        (folder / name).symlink_to(source.resolve(), target_is_directory=True)
-    broken = folder / "broken"
-    broken.mkdir()
-    for item in (folder / MODELS[0]).iterdir():
-        if item.name != "model.safetensors":
-            (broken / item.name).write_bytes(item.read_bytes())
-    (broken / "model.safetensors").write_bytes(b"not safetensors")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def live(server_exports) -> Iterator[LiveServer]:
-    """A real server over the tiny exports with small limits (so limit errors are cheap to reach)."""
-    server = LiveServer({
-        "checkpoints": server_exports,
-        "batching": {"max_batch_size": 32, "max_wait_ms": 20, "queue_length": 16},
-        "limits": {"max_body_bytes": 4096, "max_prompt_chars": 512, "max_new_chars": 20000},
-    })
-    yield server
-    server.close()
