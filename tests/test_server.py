@@ -13,9 +13,10 @@ import requests
 
 from server import create_app
 from live_server import LiveServer, parse_sse
-from server_fixtures import MODELS
+from server_fixtures import CONTRACT_MODELS, MODELS
 
 SHAKESPEARE, TANG = MODELS
+ENGLISH, VERSE = CONTRACT_MODELS  # untrained: the contract tests (statuses and shapes) need no trained weights
 
 
 # --------------------------------------------------------------------------- plain endpoints
@@ -85,7 +86,7 @@ def greedy_stop(live, prompt: str) -> tuple[dict, str, str]:
 
 
 def test_stop_strings_end_the_text_before_them(live):
-    request, expected, stop = greedy_stop(live, "KING:\n")
+    request, expected, _ = greedy_stop(live, "KING:\n")
     sample = live.post("/v1/generate", request).json()["samples"][0]
     assert sample == {"text": expected, "finish_reason": "stop"}
 
@@ -188,47 +189,51 @@ def assert_error(response: requests.Response, status: int, field: str | None = N
     return error
 
 
-def raw_post(live, path: str, data: bytes, content_type: str | None = "application/json") -> requests.Response:
+def raw_post(server, path: str, data: str | bytes, content_type: str | None = "application/json"
+             ) -> requests.Response:
+    """POST ``data`` as it is (a str as UTF-8) with that Content-Type (none for None)."""
     headers = {"Content-Type": content_type} if content_type else {}
-    return requests.post(live.url + path, data=data, headers=headers, timeout=60)
+    body = data.encode() if isinstance(data, str) else data
+    return requests.post(server.url + path, data=body, headers=headers, timeout=60)
 
 
 @pytest.mark.parametrize("path", ["/v1/generate", "/v1/generate/stream"])
-def test_400_for_bodies_that_are_not_a_utf8_json_object(live, path):
-    assert_error(raw_post(live, path, b"{not json"), 400)
-    assert_error(raw_post(live, path, b'{"model": "tiny-tang", "prompt": "\xff\xfe"}'), 400)
-    assert_error(raw_post(live, path, b'["tiny-tang"]'), 400)
-    assert_error(raw_post(live, path, b'{"model": "tiny-tang", "temperature": NaN}'), 400)
-    assert_error(raw_post(live, path, b'{"model": "tiny-tang", "stop": ["\\ud800"]}'), 400)
-    assert_error(raw_post(live, path, b""), 400)
+def test_400_for_bodies_that_are_not_a_utf8_json_object(contract, path):
+    assert_error(raw_post(contract, path, b"{not json"), 400)
+    assert_error(raw_post(contract, path, b'{"model": "%s", "prompt": "\xff\xfe"}' % VERSE.encode()), 400)
+    assert_error(raw_post(contract, path, f'["{VERSE}"]'), 400)
+    assert_error(raw_post(contract, path, f'{{"model": "{VERSE}", "temperature": NaN}}'), 400)
+    assert_error(raw_post(contract, path, f'{{"model": "{VERSE}", "stop": ["\\ud800"]}}'), 400)
+    assert_error(raw_post(contract, path, b""), 400)
 
 
 @pytest.mark.parametrize("path", ["/v1/generate", "/v1/generate/stream"])
-def test_404_for_unknown_models_and_paths(live, path):
-    for name in ("no-such-model", "../tiny-tang", "tiny-tang/../tiny-tang", "/etc", "."):
-        assert_error(live.post(path, {"model": name}), 404, "model")
-    assert_error(live.get("/v2/nothing"), 404)
-    assert_error(live.post("/v1/generate/", {"model": TANG}), 404)
+def test_404_for_unknown_models_and_paths(contract, path):
+    for name in ("no-such-model", f"../{VERSE}", f"{VERSE}/../{VERSE}", "/etc", "."):
+        assert_error(contract.post(path, {"model": name}), 404, "model")
+    assert_error(contract.get("/v2/nothing"), 404)
+    assert_error(contract.post("/v1/generate/", {"model": VERSE}), 404)
 
 
-def test_405_for_wrong_methods(live):
-    assert_error(live.get("/v1/generate"), 405)
-    assert "POST" in live.get("/v1/generate/stream").headers["Allow"]
-    assert_error(requests.delete(live.url + "/v1/models", timeout=30), 405)
-    assert_error(live.post("/health", {}), 405)
+def test_405_for_wrong_methods(contract):
+    assert_error(contract.get("/v1/generate"), 405)
+    assert "POST" in contract.get("/v1/generate/stream").headers["Allow"]
+    assert_error(requests.delete(contract.url + "/v1/models", timeout=30), 405)
+    assert_error(contract.post("/health", {}), 405)
 
 
-def test_413_for_bodies_and_prompts_over_the_limit(live):
-    assert_error(live.post("/v1/generate", {"model": TANG, "prompt": "x" * 5000}), 413)  # body > 4096 bytes
-    assert_error(live.post("/v1/generate", {"model": TANG, "prompt": "春" * 513}), 413, "prompt")
-    assert_error(live.post("/v1/generate/stream", {"model": TANG, "prompt": "春" * 513}), 413, "prompt")
+def test_413_for_bodies_and_prompts_over_the_limit(contract):
+    assert_error(contract.post("/v1/generate", {"model": VERSE, "prompt": "x" * 5000}), 413)  # body > 4096 bytes
+    assert_error(contract.post("/v1/generate", {"model": VERSE, "prompt": "春" * 513}), 413, "prompt")
+    assert_error(contract.post("/v1/generate/stream", {"model": VERSE, "prompt": "春" * 513}), 413, "prompt")
 
 
-def test_415_unless_json(live):
-    assert_error(raw_post(live, "/v1/generate", b'{"model": "tiny-tang"}', "text/plain"), 415)
-    assert_error(raw_post(live, "/v1/generate", b'{"model": "tiny-tang"}', None), 415)
-    assert_error(raw_post(live, "/v1/generate/stream", b"model=tiny-tang", "application/x-www-form-urlencoded"), 415)
-    assert_error(raw_post(live, "/v1/generate", b'{"model": "tiny-tang"}', "application/json; charset=latin-1"), 415)
+def test_415_unless_json(contract):
+    body = f'{{"model": "{VERSE}"}}'
+    assert_error(raw_post(contract, "/v1/generate", body, "text/plain"), 415)
+    assert_error(raw_post(contract, "/v1/generate", body, None), 415)
+    assert_error(raw_post(contract, "/v1/generate/stream", f"model={VERSE}", "application/x-www-form-urlencoded"), 415)
+    assert_error(raw_post(contract, "/v1/generate", body, "application/json; charset=latin-1"), 415)
 
 
 @pytest.mark.parametrize(("fields", "field"), [
@@ -258,26 +263,26 @@ def test_415_unless_json(live):
     ({"best_of": 0}, "best_of"),
     ({"logit_bias": {}}, "logit_bias"),
 ])
-def test_422_names_the_field(live, fields, field):
-    body = {"model": SHAKESPEARE, **fields} if field != "model" else fields
-    error = assert_error(live.post("/v1/generate", body), 422, field)
+def test_422_names_the_field(contract, fields, field):
+    body = {"model": ENGLISH, **fields} if field != "model" else fields
+    error = assert_error(contract.post("/v1/generate", body), 422, field)
     assert field in error["message"]
-    assert_error(live.post("/v1/generate/stream", body), 422, field)
+    assert_error(contract.post("/v1/generate/stream", body), 422, field)
 
 
 @pytest.mark.parametrize("path", ["/v1/generate", "/v1/generate/stream"])
-def test_422_for_a_prompt_the_model_cannot_represent(live, path):
+def test_422_for_a_prompt_the_model_cannot_represent(contract, path):
     # Byte fallback represents every Unicode character; a lone surrogate is none.
-    error = assert_error(raw_post(live, path, b'{"model": "tiny-tang", "prompt": "\\ud800"}'), 422, "prompt")
+    error = assert_error(raw_post(contract, path, f'{{"model": "{VERSE}", "prompt": "\\ud800"}}'), 422, "prompt")
     assert "U+D800" in error["message"]
 
 
-def test_429_with_retry_after_when_the_queue_is_full(server_exports):
-    server = LiveServer({"checkpoints": server_exports,
+def test_429_with_retry_after_when_the_queue_is_full(contract_exports):
+    server = LiveServer({"checkpoints": contract_exports,
                          "batching": {"max_batch_size": 1, "max_wait_ms": 0, "queue_length": 1},
                          "limits": {"max_new_chars": 1_000_000}})
     try:
-        long = {"model": SHAKESPEARE, "max_new_chars": 1_000_000}
+        long = {"model": ENGLISH, "max_new_chars": 1_000_000}
         with requests.post(server.url + "/v1/generate/stream", json=long, stream=True, timeout=60) as running:
             assert running.status_code == 200
             chunks = running.iter_content(1)  # (dropping this iterator would close the connection)
@@ -285,7 +290,7 @@ def test_429_with_retry_after_when_the_queue_is_full(server_exports):
             with ThreadPoolExecutor(1) as pool:
                 waiting = pool.submit(server.post, "/v1/generate", {**long, "max_new_chars": 5})
                 deadline = time.monotonic() + 10
-                while server.metric("textgen_queue_depth", model=SHAKESPEARE) < 1:
+                while server.metric("textgen_queue_depth", model=ENGLISH) < 1:
                     assert time.monotonic() < deadline
                     time.sleep(0.02)
                 refused = server.post("/v1/generate", long)
@@ -299,17 +304,17 @@ def test_429_with_retry_after_when_the_queue_is_full(server_exports):
         server.close()
 
 
-def test_503_for_a_model_that_fails_to_load_and_the_server_keeps_serving(live):
-    assert_error(live.post("/v1/generate", {"model": "broken"}), 503, "model")
-    assert_error(live.post("/v1/generate/stream", {"model": "broken"}), 503, "model")
-    assert live.get("/health").json() == {"status": "ok", "models": 2}
-    assert live.post("/v1/generate", {"model": SHAKESPEARE, "max_new_chars": 5}).status_code == 200
+def test_503_for_a_model_that_fails_to_load_and_the_server_keeps_serving(contract):
+    assert_error(contract.post("/v1/generate", {"model": "broken"}), 503, "model")
+    assert_error(contract.post("/v1/generate/stream", {"model": "broken"}), 503, "model")
+    assert contract.get("/health").json() == {"status": "ok", "models": 2}
+    assert contract.post("/v1/generate", {"model": ENGLISH, "max_new_chars": 5}).status_code == 200
 
 
-def test_503_and_health_while_draining(server_exports):
-    server = LiveServer({"checkpoints": server_exports})
+def test_503_and_health_while_draining(contract_exports):
+    server = LiveServer({"checkpoints": contract_exports})
     try:
-        request = {"model": SHAKESPEARE, "max_new_chars": 400, "seed": 5}
+        request = {"model": ENGLISH, "max_new_chars": 400, "seed": 5}
         with requests.post(server.url + "/v1/generate/stream", json=request, stream=True, timeout=60) as running:
             chunks = running.iter_content(None)
             first = next(chunks)
@@ -350,16 +355,16 @@ def test_settings_come_from_the_config_with_environment_overrides(monkeypatch, t
     assert settings.limits.max_prompt_chars == 10
 
 
-def test_models_load_once(server_exports):
-    app = create_app({"TESTING": True, "checkpoints": server_exports, "preload": True})
+def test_models_load_once(contract_exports):
+    app = create_app({"TESTING": True, "checkpoints": contract_exports, "preload": True})
     try:
         registry = app.extensions["textgen"].registry
         loads = app.extensions["textgen"].metrics.model_loads
-        assert loads.labels(model=TANG, outcome="loaded")._value.get() == 1
+        assert loads.labels(model=VERSE, outcome="loaded")._value.get() == 1
         client = app.test_client()
         for _ in range(3):
-            assert client.post("/v1/generate", json={"model": TANG, "max_new_chars": 3}).status_code == 200
-        assert loads.labels(model=TANG, outcome="loaded")._value.get() == 1
-        assert registry.get(TANG) is registry.get(TANG)
+            assert client.post("/v1/generate", json={"model": VERSE, "max_new_chars": 3}).status_code == 200
+        assert loads.labels(model=VERSE, outcome="loaded")._value.get() == 1
+        assert registry.get(VERSE) is registry.get(VERSE)
     finally:
         app.extensions["textgen"].registry.close()

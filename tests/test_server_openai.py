@@ -10,12 +10,13 @@ import pytest
 
 from test_forms import poem_problems
 from live_server import LiveServer
-from server_fixtures import MODELS
+from server_fixtures import CONTRACT_MODELS, MODELS
 
 from textgen.evaluation import continuation_logprobs
 from textgen.export import load_export
 
 SHAKESPEARE, TANG = MODELS
+VERSE = CONTRACT_MODELS[1]  # untrained: the error statuses need no trained weights
 POEM = {"kind": "jueju", "chars_per_line": 5, "title": "春日"}
 
 
@@ -85,29 +86,30 @@ def test_models_list_in_the_openai_shape_keeps_textgen_fields(client):
         assert model.model_extra["name"] == model.id and model.model_extra["vocab_size"] > 0
 
 
-def test_errors_are_the_client_s_exceptions(live, client):
+def test_errors_are_the_client_s_exceptions(contract):
+    client = client_for(contract)
     with pytest.raises(openai.NotFoundError) as error:
         client.completions.create(model="no-such-model", prompt="x")
     assert error.value.param == "model" and error.value.code == "model_not_found"
     with pytest.raises(openai.UnprocessableEntityError) as error:
-        client.completions.create(model=TANG, prompt="x", temperature=-1)
+        client.completions.create(model=VERSE, prompt="x", temperature=-1)
     assert error.value.param == "temperature" and "temperature" in error.value.message
     with pytest.raises(openai.UnprocessableEntityError) as error:
-        client.completions.create(model=TANG, prompt="x", best_of=3, n=2, stream=True)
+        client.completions.create(model=VERSE, prompt="x", best_of=3, n=2, stream=True)
     assert error.value.param == "best_of"
     with pytest.raises(openai.UnprocessableEntityError) as error:
-        client.completions.create(model=TANG, prompt="x", max_tokens=20001)  # over the test server's limit
+        client.completions.create(model=VERSE, prompt="x", max_tokens=20001)  # over the test server's limit
     assert error.value.param == "max_tokens"
     with pytest.raises(openai.UnprocessableEntityError) as error:
-        client.completions.create(model=TANG, prompt="x", extra_body={"form": {"kind": "sonnet"}})
+        client.completions.create(model=VERSE, prompt="x", extra_body={"form": {"kind": "sonnet"}})
     assert error.value.param.startswith("form")
-    live.state.draining.set()
+    contract.state.draining.set()
     try:
         with pytest.raises(openai.InternalServerError) as error:
-            client.completions.create(model=TANG, prompt="x")
+            client.completions.create(model=VERSE, prompt="x")
         assert error.value.status_code == 503
     finally:
-        live.state.draining.clear()
+        contract.state.draining.clear()
 
 
 def test_a_full_queue_is_answered_429_and_the_client_retries(server_exports):

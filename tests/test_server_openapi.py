@@ -1,19 +1,20 @@
-"""``/openapi.json`` is kept true: real responses validate against it, and a fuzzer finds no 5xx."""
+"""``/openapi.json`` is kept true: real responses validate against it, and a fuzzer finds no 5xx.
+
+Statuses and shapes only: the server holds the untrained exports (``contract_exports``)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import pytest
 import requests
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
 from live_server import LiveServer
-from server_fixtures import MODELS
+from server_fixtures import CONTRACT_MODELS
 
-SHAKESPEARE, TANG = MODELS
+ENGLISH, VERSE = CONTRACT_MODELS
 
 
 def check_against_spec(spec: dict, method: str, path: str, response: requests.Response) -> None:
@@ -32,8 +33,8 @@ def check_against_spec(spec: dict, method: str, path: str, response: requests.Re
         Draft202012Validator(schema).validate(response.json())
 
 
-def test_the_description_is_valid_openapi(live):
-    spec = live.get("/openapi.json").json()
+def test_the_description_is_valid_openapi(contract):
+    spec = contract.get("/openapi.json").json()
     validate_spec(spec)
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/models/{name}/latex", "/v1/generate",
@@ -43,67 +44,67 @@ def test_the_description_is_valid_openapi(live):
     request = spec["components"]["schemas"]["GenerateRequest"]
     assert request["required"] == ["model"]
     assert request["properties"]["max_new_chars"]["maximum"] == 20000  # the configured limit
-    assert request["properties"]["model"]["examples"] == sorted(MODELS)
+    assert request["properties"]["model"]["examples"] == sorted(CONTRACT_MODELS)
     completion = spec["components"]["schemas"]["CompletionRequest"]["properties"]
     assert completion["max_tokens"]["default"] == request["properties"]["max_new_chars"]["default"]  # one default
     assert completion["max_tokens"]["anyOf"][0]["maximum"] == 20000
     assert {"top_k", "repetition_penalty", "form", "best_of", "logprobs", "echo", "user"} <= set(completion)
 
 
-def test_real_responses_match_the_description(live):
-    spec = live.get("/openapi.json").json()
+def test_real_responses_match_the_description(contract):
+    spec = contract.get("/openapi.json").json()
     calls = [
         ("GET", "/health", None),
         ("GET", "/v1/models", None),
         ("GET", "/metrics", None),
         ("GET", "/openapi.json", None),
         ("GET", "/", None),
-        ("POST", "/v1/generate", {"model": TANG, "max_new_chars": 20, "n": 2}),
-        ("POST", "/v1/generate", {"model": SHAKESPEARE, "max_new_chars": 20, "return_logprobs": True,
+        ("POST", "/v1/generate", {"model": VERSE, "max_new_chars": 20, "n": 2}),
+        ("POST", "/v1/generate", {"model": ENGLISH, "max_new_chars": 20, "return_logprobs": True,
                                   "stop": ["e"]}),
-        ("POST", "/v1/generate/stream", {"model": SHAKESPEARE, "max_new_chars": 5}),
+        ("POST", "/v1/generate/stream", {"model": ENGLISH, "max_new_chars": 5}),
         ("POST", "/v1/generate", b"{nope"),
         ("POST", "/v1/generate", {"model": "nope"}),
-        ("POST", "/v1/generate", {"model": TANG, "prompt": "x" * 5000}),
+        ("POST", "/v1/generate", {"model": VERSE, "prompt": "x" * 5000}),
         ("POST", "/v1/generate", "text/plain"),
-        ("POST", "/v1/generate/stream", {"model": TANG, "temperature": -1}),
+        ("POST", "/v1/generate/stream", {"model": VERSE, "temperature": -1}),
         ("POST", "/v1/generate", {"model": "broken"}),
-        ("POST", "/v1/completions", {"model": TANG, "prompt": ["春", "月"], "max_tokens": 8, "n": 2, "logprobs": 2,
+        ("POST", "/v1/completions", {"model": VERSE, "prompt": ["春", "月"], "max_tokens": 8, "n": 2, "logprobs": 2,
                                      "echo": True, "best_of": 3}),
-        ("POST", "/v1/completions", {"model": TANG, "max_tokens": 4, "stream": True}),
+        ("POST", "/v1/completions", {"model": VERSE, "max_tokens": 4, "stream": True}),
         ("POST", "/v1/completions", {"model": "nope"}),
-        ("POST", "/v1/completions", {"model": TANG, "top_p": 2}),
-        ("POST", "/v1/completions", {"model": TANG, "stream": True, "best_of": 2}),
+        ("POST", "/v1/completions", {"model": VERSE, "top_p": 2}),
+        ("POST", "/v1/completions", {"model": VERSE, "stream": True, "best_of": 2}),
         ("POST", "/v1/completions", {"model": "broken"}),
         ("POST", "/v1/completions", b"[1]"),
     ]
     for method, path, body in calls:
         if body is None:
-            response = requests.request(method, live.url + path, timeout=60)
+            response = requests.request(method, contract.url + path, timeout=60)
         elif body == "text/plain":
-            response = requests.post(live.url + path, data=b"{}", headers={"Content-Type": "text/plain"}, timeout=60)
+            response = requests.post(contract.url + path, data=b"{}", headers={"Content-Type": "text/plain"}, timeout=60)
         elif isinstance(body, bytes):
-            response = requests.post(live.url + path, data=body, headers={"Content-Type": "application/json"},
+            response = requests.post(contract.url + path, data=body, headers={"Content-Type": "application/json"},
                                      timeout=60)
         else:
-            response = requests.post(live.url + path, json=body, timeout=60)
+            response = requests.post(contract.url + path, json=body, timeout=60)
         check_against_spec(spec, method, path, response)
     # a 503 /health (draining) is described too
-    live.state.draining.set()
+    contract.state.draining.set()
     try:
-        check_against_spec(spec, "GET", "/health", live.get("/health"))
-        check_against_spec(spec, "POST", "/v1/generate", live.post("/v1/generate", {"model": TANG}))
+        check_against_spec(spec, "GET", "/health", contract.get("/health"))
+        check_against_spec(spec, "POST", "/v1/generate", contract.post("/v1/generate", {"model": VERSE}))
     finally:
-        live.state.draining.clear()
+        contract.state.draining.clear()
 
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_headers_conformance,response_schema_conformance")
 
 
-def test_fuzz_with_schemathesis(server_exports, tmp_path):
+def test_fuzz_with_schemathesis(contract_exports, tmp_path):
     """Schemathesis against /openapi.json: no 5xx, every status, media type and body as described."""
-    server = LiveServer({"checkpoints": server_exports,
+    server = LiveServer({"checkpoints": contract_exports,
                          "limits": {"max_new_chars": 20, "max_prompt_chars": 200},
                          "batching": {"queue_length": 64}})
     try:
@@ -111,7 +112,7 @@ def test_fuzz_with_schemathesis(server_exports, tmp_path):
             [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run",
              server.url + "/openapi.json", "--checks", CHECKS, "--max-examples", "30", "--seed", "1",
              "--generation-database", "none", "--request-timeout", "60", "--no-color", "--workers", "2"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its caches stay out of the repo
+            check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its caches stay out of the repo
         )
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
     finally:
