@@ -7,8 +7,8 @@ top-k/top-p, repetition penalty, stop strings, seed (its own random generator, s
 writes the same text alone or batched) and optional form constraint.
 
 Text is produced character by character.  Characters outside the vocabulary exist as UTF-8 byte
-pieces; a row's byte state masks the choices so that it never emits, or ends on, an invalid or
-incomplete UTF-8 sequence.  Every ``target_chars`` tokens a row re-reads its last
+pieces; a row's :class:`textgen.utf8.Utf8Decoder` masks the choices so that it never emits, or ends
+on, an invalid or incomplete UTF-8 sequence.  Every ``target_chars`` tokens a row re-reads its last
 ``context_chars`` tokens through the encoder, exactly as the model saw text in training.
 """
 
@@ -24,9 +24,11 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from textgen import utf8
 from textgen.export import LoadedModel
 from textgen.models import DecoderState
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, add_token_logprob
+from textgen.utf8 import Utf8Decoder
 
 MAX_STOP_STRINGS = 8
 MAX_SAMPLES = 16
@@ -174,26 +176,6 @@ def sample_tokens(
     return torch.where(greedy, argmax, drawn)
 
 
-# --------------------------------------------------------------------------- UTF-8 byte masks
-_UTF8_IDLE = 0
-# Allowed ranges of the next byte of a multi-byte sequence, by what the lead byte requires.
-_CONTINUATIONS = [(0x80, 0xBF), (0xA0, 0xBF), (0x80, 0x9F), (0x90, 0xBF), (0x80, 0x8F)]
-_SPECIAL_LEADS = {0xE0: 2, 0xED: 3, 0xF0: 4, 0xF4: 5}  # lead byte -> index+1 of its second-byte range
-
-
-def _utf8_need(lead: int) -> int:
-    """Continuation bytes a lead byte needs (0 for ASCII, -1 for a byte that cannot start)."""
-    if lead < 0x80:
-        return 0
-    if 0xC2 <= lead <= 0xDF:
-        return 1
-    if 0xE0 <= lead <= 0xEF:
-        return 2
-    if 0xF0 <= lead <= 0xF4:
-        return 3
-    return -1
-
-
 class Constraint(Protocol):
     """A form that masks a row's choices (see :mod:`textgen.forms`)."""
 
@@ -261,9 +243,8 @@ class Row:
     emitted: int = 0
     chars: int = 0
     segment_steps: int = 0
-    utf8_state: int = _UTF8_IDLE
-    utf8_need: int = 0
-    pending: bytearray = field(default_factory=bytearray)
+    utf8: Utf8Decoder = field(default_factory=Utf8Decoder)
+    """The row's byte pieces so far: which may come next, and the characters they complete."""
     char_logprobs: list[float] = field(default_factory=list)
     top: list[dict[str, float]] = field(default_factory=list)
     index: int = 0
@@ -351,10 +332,11 @@ class DecodeBatch:
         is_byte = byte_values >= 0
         specials = torch.zeros(V, dtype=torch.bool)
         specials[[UNK_ID, BOS_ID, EOS_ID, PAD_ID]] = True
-        leads = torch.tensor([_utf8_need(b) >= 0 if b >= 0 else False for b in tok.byte_values])
-        idle = (~is_byte & ~specials) | (is_byte & leads)
-        masks = [idle] + [is_byte & (byte_values >= lo) & (byte_values <= hi) for lo, hi in _CONTINUATIONS]
-        self.utf8_masks = torch.stack(masks).to(self.device)  # (1 + ranges, V)
+        # The pieces allowed in each state of a row's Utf8Decoder: the byte pieces it allows, and
+        # between characters also every piece that is text.
+        masks = torch.tensor(utf8.allowed_bytes())[:, byte_values.clamp(min=0)] & is_byte  # (STATES, V)
+        masks[utf8.BETWEEN] |= ~is_byte & ~specials
+        self.utf8_masks = masks.to(self.device)
         whole = [bool(text) for text in self.piece_text]  # pieces that are characters (top_logprobs)
         self.whole_chars = torch.tensor(whole, dtype=torch.bool, device=self.device)
         self.n_whole = max(1, sum(whole))
@@ -490,7 +472,7 @@ class DecodeBatch:
 
     def _choose(self, logits: Tensor) -> Tensor:
         rows = self.rows
-        allowed = self.utf8_masks[torch.tensor([row.utf8_state for row in rows], device=self.device)]
+        allowed = self.utf8_masks[torch.tensor([row.utf8.state for row in rows], device=self.device)]
         constrained, masks = [], []
         for i, row in enumerate(rows):
             if row.constraint is not None:
@@ -532,20 +514,7 @@ class DecodeBatch:
         row.tokens.append(token)
         row.segment_steps += 1
         value = self.tokenizer.byte_values[token]
-        if value < 0:
-            piece = self.piece_text[token]
-        else:
-            row.pending.append(value)
-            if row.utf8_need == 0:  # a lead byte (or an ASCII byte)
-                row.utf8_need = _utf8_need(value)
-                row.utf8_state = _SPECIAL_LEADS.get(value, 1) if row.utf8_need else _UTF8_IDLE
-            else:
-                row.utf8_need -= 1
-                row.utf8_state = 1 if row.utf8_need else _UTF8_IDLE
-            piece = ""
-            if row.utf8_need == 0:
-                piece = row.pending.decode("utf-8")
-                row.pending.clear()
+        piece = self.piece_text[token] if value < 0 else row.utf8.feed(value)
         if row.constraint is not None:
             row.constraint.advance(token, piece)
         if piece:
@@ -554,7 +523,7 @@ class DecodeBatch:
         return self._release(row)
 
     def _finish_if_done(self, row: Row) -> None:
-        if row.finished or row.utf8_need:
+        if row.finished or row.utf8.incomplete:
             return
         if row.constraint is not None and row.constraint.is_complete():
             row.finish_reason = "form_complete"

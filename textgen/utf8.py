@@ -46,6 +46,11 @@ def allows(state: int, byte: int) -> bool:
     return low <= byte <= high
 
 
+def allowed_bytes() -> list[list[bool]]:
+    """The table of :func:`allows`: ``[state][byte]``, :data:`STATES` rows of 256 (to build masks from)."""
+    return [[allows(state, byte) for byte in range(256)] for state in range(STATES)]
+
+
 class Utf8Decoder:
     """The UTF-8 bytes of one text so far: which byte may come next, and each character once whole."""
 
