@@ -3,8 +3,9 @@
 Every string round-trips: ``decode(encode(text)) == text`` for newlines, runs of spaces, tabs, CJK
 and LaTeX backslashes.  A character never seen in training is *not* dropped and does not crash: it
 is encoded as its UTF-8 bytes, one ``<0xNN>`` piece per byte (the documented unknown-character
-policy).  The sampler uses :attr:`CharTokenizer.byte_values` to never stop inside, or decode, an
-incomplete UTF-8 sequence.
+policy).  The sampler follows a text's byte pieces (:attr:`CharTokenizer.byte_values`) with a
+:class:`textgen.utf8.Utf8Decoder`, to never write, stop inside, or decode an invalid or incomplete
+UTF-8 sequence.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
+
+from textgen.utf8 import CONTINUATION
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
 NEWLINE = "\n"
@@ -299,8 +302,8 @@ class CharTokenizer:
         if self._sp.is_control(token) or self._sp.is_unknown(token):
             return 0
         if self._sp.is_byte(token):
-            value = self._byte_value(token)
-            return 0 if 0x80 <= value <= 0xBF else 1
+            low, high = CONTINUATION
+            return 0 if low <= self._byte_value(token) <= high else 1
         return len(self.pieces[token])
 
 
