@@ -27,7 +27,9 @@ from torch import Tensor
 from textgen import utf8
 from textgen.export import LoadedModel
 from textgen.models import DecoderState
-from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, add_token_logprob
+from textgen.tokenizer import (
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer, TokenizerError, add_token_logprob, per_tokenizer,
+)
 from textgen.utf8 import Utf8Decoder
 
 MAX_STOP_STRINGS = 8
@@ -285,6 +287,34 @@ class _RowSettings:
     """Some row has a repetition penalty other than 1."""
 
 
+class PieceTables:
+    """What the sampler reads from a tokenizer's vocabulary, once per tokenizer (:func:`piece_tables`)."""
+
+    def __init__(self, tokenizer: CharTokenizer) -> None:
+        V = tokenizer.vocab_size
+        specials = (UNK_ID, BOS_ID, EOS_ID, PAD_ID)
+        #: Each piece's text; "" for byte pieces (their text is a Utf8Decoder's) and special ids.
+        self.text: list[str] = [
+            "" if tokenizer.byte_values[i] >= 0 or i in specials else tokenizer.decode([i]) for i in range(V)
+        ]
+        byte_values = torch.tensor(tokenizer.byte_values)
+        is_byte = byte_values >= 0
+        is_special = torch.zeros(V, dtype=torch.bool)
+        is_special[list(specials)] = True
+        masks = torch.tensor(utf8.allowed_bytes())[:, byte_values.clamp(min=0)] & is_byte  # (STATES, V)
+        masks[utf8.BETWEEN] |= ~is_byte & ~is_special
+        #: (utf8.STATES, V): the pieces allowed in each state of a row's Utf8Decoder (the byte pieces
+        #: it allows; between characters also every piece that is text).
+        self.utf8_masks = masks
+        whole = [bool(text) for text in self.text]
+        #: (V,): the pieces that are whole characters (what top_logprobs ranks).
+        self.whole_chars = torch.tensor(whole, dtype=torch.bool)
+        self.n_whole = max(1, sum(whole))
+
+
+piece_tables = per_tokenizer(PieceTables)
+
+
 @contextlib.contextmanager
 def _onednn(enabled: bool):
     """Switch torch's oneDNN (mkldnn) kernels on or off for a block."""
@@ -322,24 +352,12 @@ class DecodeBatch:
         self.device = torch.device(device) if device is not None else next(self.model.parameters()).device
         self.context_chars = loaded.info.context_chars
         self.segment_chars = loaded.info.target_chars
-        tok = self.tokenizer
-        V = tok.vocab_size
-        self.piece_text = [
-            "" if tok.byte_values[i] >= 0 or i in (UNK_ID, BOS_ID, EOS_ID, PAD_ID) else tok.decode([i])
-            for i in range(V)
-        ]
-        byte_values = torch.tensor(tok.byte_values)
-        is_byte = byte_values >= 0
-        specials = torch.zeros(V, dtype=torch.bool)
-        specials[[UNK_ID, BOS_ID, EOS_ID, PAD_ID]] = True
-        # The pieces allowed in each state of a row's Utf8Decoder: the byte pieces it allows, and
-        # between characters also every piece that is text.
-        masks = torch.tensor(utf8.allowed_bytes())[:, byte_values.clamp(min=0)] & is_byte  # (STATES, V)
-        masks[utf8.BETWEEN] |= ~is_byte & ~specials
-        self.utf8_masks = masks.to(self.device)
-        whole = [bool(text) for text in self.piece_text]  # pieces that are characters (top_logprobs)
-        self.whole_chars = torch.tensor(whole, dtype=torch.bool, device=self.device)
-        self.n_whole = max(1, sum(whole))
+        V = self.tokenizer.vocab_size
+        pieces = piece_tables(self.tokenizer)
+        self.piece_text = pieces.text
+        self.utf8_masks = pieces.utf8_masks.to(self.device)
+        self.whole_chars = pieces.whole_chars.to(self.device)
+        self.n_whole = pieces.n_whole
         # Pieces never seen in training (byte pieces of characters outside the corpus) keep a small
         # probability a short training run never drove to zero: a Shakespeare model would write
         # control characters or kana now and then.  None when the export does not say.

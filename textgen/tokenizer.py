@@ -13,8 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterable, Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import sentencepiece as spm
@@ -305,6 +308,26 @@ class CharTokenizer:
             low, high = CONTINUATION
             return 0 if low <= self._byte_value(token) <= high else 1
         return len(self.pieces[token])
+
+
+T = TypeVar("T")
+
+
+def per_tokenizer(build: Callable[[CharTokenizer], T]) -> Callable[[CharTokenizer], T]:
+    """Memoise ``build(tokenizer)``, a table derived from a tokenizer's vocabulary (the sampler's
+    piece masks, a form's masks): built on first use, thread-safe, dropped with the tokenizer."""
+    cache: weakref.WeakKeyDictionary[CharTokenizer, T] = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
+
+    def tables(tokenizer: CharTokenizer) -> T:
+        with lock:
+            built = cache.get(tokenizer)
+            if built is None:
+                built = cache[tokenizer] = build(tokenizer)
+            return built
+
+    tables.__doc__ = f"The :class:`{build.__name__}` of ``tokenizer`` (built on first use, then cached)."
+    return tables
 
 
 def add_token_logprob(char_logprobs: list[float], chars: int, logprob: float) -> None:

@@ -26,9 +26,8 @@ from textgen.forms.lookahead import (
     CLASS_GROUPS, TONE_SETS, PoemPlan, char_class, feasible_combos, rhyme_chars, rhyme_margin,
 )
 from textgen.forms.rhyme import GROUPS, rhyme_group
-from textgen.forms.tables import per_tokenizer
 from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of
-from textgen.tokenizer import CharTokenizer
+from textgen.tokenizer import CharTokenizer, per_tokenizer
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
 VERSES = {"jueju": 4, "lushi": 8}
