@@ -14,12 +14,12 @@ on, an invalid or incomplete UTF-8 sequence.  Every ``target_chars`` tokens a ro
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -178,24 +178,35 @@ def sample_tokens(
     return torch.where(greedy, argmax, drawn)
 
 
-class Constraint(Protocol):
-    """A form that masks a row's choices (see :mod:`textgen.forms`)."""
+class Constraint(abc.ABC):
+    """A form that masks a row's choices; the forms of :mod:`textgen.forms` subclass it.
 
+    At each step of its row the sampler calls :meth:`set_remaining`, then :meth:`allowed`; after
+    the draw :meth:`advance`; then, to decide whether the row ends, :meth:`is_complete` and (once
+    ``max_new_chars`` are written) :meth:`must_continue`.  A form that has no use for the last two
+    inherits their defaults: the budget is ignored, and the row ends at ``max_new_chars``.
+    """
+
+    @abc.abstractmethod
     def allowed(self) -> Tensor | None:
         """(V,) bool mask of the tokens allowed next, or None for no restriction."""
 
+    @abc.abstractmethod
     def advance(self, token: int, text: str) -> None:
         """Record the chosen token and the text it completed ("" inside a UTF-8 sequence)."""
 
+    @abc.abstractmethod
     def is_complete(self) -> bool:
         """Whether the form is finished (the row then ends with ``form_complete``)."""
 
-    # Two optional methods, looked up with getattr (a constraint without them is unaffected):
-    #   set_remaining(chars: int) -> None   called before each allowed() with max_new_chars minus
-    #                                       the characters written so far (may be <= 0), so that a
-    #                                       form can close what it opened in time;
-    #   must_continue() -> bool             True while the text may not end yet: the row then runs
-    #                                       past max_new_chars until it turns False.
+    def set_remaining(self, chars: int) -> None:
+        """Told before each :meth:`allowed`: ``max_new_chars`` minus the characters written so far
+        (may be <= 0), so that a form can close what it opened in time.  The default ignores it."""
+
+    def must_continue(self) -> bool:
+        """True while the text may not end yet: the row then runs past ``max_new_chars`` until it
+        turns False.  The default: False."""
+        return False
 
 
 # --------------------------------------------------------------------------- rows
@@ -494,9 +505,7 @@ class DecodeBatch:
         constrained, masks = [], []
         for i, row in enumerate(rows):
             if row.constraint is not None:
-                set_remaining = getattr(row.constraint, "set_remaining", None)
-                if set_remaining is not None:
-                    set_remaining(row.params.max_new_chars - row.chars)
+                row.constraint.set_remaining(row.params.max_new_chars - row.chars)
                 mask = row.constraint.allowed()
                 if mask is not None:
                     constrained.append(i)
@@ -543,9 +552,10 @@ class DecodeBatch:
     def _finish_if_done(self, row: Row) -> None:
         if row.finished or row.utf8.incomplete:
             return
-        if row.constraint is not None and row.constraint.is_complete():
+        constraint = row.constraint
+        if constraint is not None and constraint.is_complete():
             row.finish_reason = "form_complete"
-        elif row.chars >= row.params.max_new_chars and not _must_continue(row.constraint):
+        elif row.chars >= row.params.max_new_chars and (constraint is None or not constraint.must_continue()):
             row.finish_reason = "length"
 
     def _release(self, row: Row) -> str:
@@ -563,11 +573,6 @@ class DecodeBatch:
         end = max(end, row.emitted)
         released, row.emitted = row.text[row.emitted:end], end
         return released
-
-
-def _must_continue(constraint: Constraint | None) -> bool:
-    must_continue = getattr(constraint, "must_continue", None)
-    return must_continue is not None and bool(must_continue())
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:
