@@ -62,6 +62,9 @@ class CorpusConfig:
     input_sentence_size: int | None = 300_000
     """The tokenizer is trained on at most this many lines of the train split (a uniform random
     sample, SentencePiece's ``input_sentence_size``); None: on every line."""
+    tokenizer_threads: int | None = None
+    """Threads SentencePiece trains the tokenizer with; None: one per core this process may use.
+    The count is recorded in ``tokenizer.model`` and changes nothing else (same pieces, same ids)."""
     memmap_min_mb: float = 64.0
     """Corpora at least this large on disk are tokenized once into ``<cache_dir>/tokens`` and read
     as memory maps; smaller ones are tokenized in memory on every run (the same ids)."""
