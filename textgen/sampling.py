@@ -53,7 +53,8 @@ class SamplingParams:
     """How to sample one request (the fields and defaults of the REST API)."""
 
     max_new_chars: int = 200
-    """Characters to generate (fewer if a stop string or a completed form ends the text)."""
+    """Characters to generate (fewer if a stop string or a completed form ends the text).  Characters
+    of text, not tokens: a character outside the vocabulary is several byte pieces."""
     temperature: float = 0.8
     """Softmax temperature; 0 means greedy (argmax)."""
     top_k: int = 0
@@ -361,8 +362,8 @@ class DecodeBatch:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = torch.device(device) if device is not None else next(self.model.parameters()).device
-        self.context_chars = loaded.info.context_chars
-        self.segment_chars = loaded.info.target_chars
+        self.context_chars = loaded.info.context_chars  # tokens, like the training windows
+        self.segment_chars = loaded.info.target_chars  # tokens
         V = self.tokenizer.vocab_size
         pieces = piece_tables(self.tokenizer)
         self.piece_text = pieces.text

@@ -36,7 +36,12 @@ class CorpusError(ValueError):
 
 @dataclass
 class CorpusConfig:
-    """Where a corpus comes from and how it is split (the fields of ``conf/data/*.yaml``)."""
+    """Where a corpus comes from and how it is split (the fields of ``conf/data/*.yaml``).
+
+    The other fields of those files are the training's: the windows (``context_chars``,
+    ``target_chars``, both counted in tokens, see :mod:`textgen.data.windows`), batch sizes, stride
+    and loader workers (:class:`textgen.training.datamodule.WindowDataModule`).
+    """
 
     name: str
     """Short name, used in run and export names."""
