@@ -88,8 +88,7 @@ def cost(loaded: LoadedModel, free_prompt: str, forms: list[dict], chars: int, r
         for sample, tokens in zip(text, ids):
             constraint = prep.new_constraint()
             for k, (ch, token) in enumerate(zip(sample.text, tokens)):
-                if hasattr(constraint, "set_remaining"):
-                    constraint.set_remaining(chars - k)
+                constraint.set_remaining(chars - k)
                 constraint.allowed()
                 constraint.advance(token, ch)
                 n += 1

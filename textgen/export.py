@@ -60,7 +60,11 @@ class ExportInfo:
     corpus: str
     model: ModelConfig
     context_chars: int
+    """Tokens of context the encoder read in training (a character outside the vocabulary is one
+    token per UTF-8 byte); the sampler re-reads as many."""
     target_chars: int
+    """Tokens the decoder wrote from one context in training; the sampler re-reads its context
+    after as many."""
     created: str
     untrained_pieces: list[int] = field(default_factory=list)
     """Token ids that never occur in the training text (byte pieces, mostly): their output weights

@@ -7,26 +7,30 @@ top-k/top-p, repetition penalty, stop strings, seed (its own random generator, s
 writes the same text alone or batched) and optional form constraint.
 
 Text is produced character by character.  Characters outside the vocabulary exist as UTF-8 byte
-pieces; a row's byte state masks the choices so that it never emits, or ends on, an invalid or
-incomplete UTF-8 sequence.  Every ``target_chars`` tokens a row re-reads its last
+pieces; a row's :class:`textgen.utf8.Utf8Decoder` masks the choices so that it never emits, or ends
+on, an invalid or incomplete UTF-8 sequence.  Every ``target_chars`` tokens a row re-reads its last
 ``context_chars`` tokens through the encoder, exactly as the model saw text in training.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from textgen import utf8
 from textgen.export import LoadedModel
 from textgen.models import DecoderState
-from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, TokenizerError, add_token_logprob
+from textgen.tokenizer import (
+    BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer, TokenizerError, add_token_logprob, per_tokenizer,
+)
+from textgen.utf8 import Utf8Decoder
 
 MAX_STOP_STRINGS = 8
 MAX_SAMPLES = 16
@@ -49,7 +53,8 @@ class SamplingParams:
     """How to sample one request (the fields and defaults of the REST API)."""
 
     max_new_chars: int = 200
-    """Characters to generate (fewer if a stop string or a completed form ends the text)."""
+    """Characters to generate (fewer if a stop string or a completed form ends the text).  Characters
+    of text, not tokens: a character outside the vocabulary is several byte pieces."""
     temperature: float = 0.8
     """Softmax temperature; 0 means greedy (argmax)."""
     top_k: int = 0
@@ -174,44 +179,35 @@ def sample_tokens(
     return torch.where(greedy, argmax, drawn)
 
 
-# --------------------------------------------------------------------------- UTF-8 byte masks
-_UTF8_IDLE = 0
-# Allowed ranges of the next byte of a multi-byte sequence, by what the lead byte requires.
-_CONTINUATIONS = [(0x80, 0xBF), (0xA0, 0xBF), (0x80, 0x9F), (0x90, 0xBF), (0x80, 0x8F)]
-_SPECIAL_LEADS = {0xE0: 2, 0xED: 3, 0xF0: 4, 0xF4: 5}  # lead byte -> index+1 of its second-byte range
+class Constraint(abc.ABC):
+    """A form that masks a row's choices; the forms of :mod:`textgen.forms` subclass it.
 
+    At each step of its row the sampler calls :meth:`set_remaining`, then :meth:`allowed`; after
+    the draw :meth:`advance`; then, to decide whether the row ends, :meth:`is_complete` and (once
+    ``max_new_chars`` are written) :meth:`must_continue`.  A form that has no use for the last two
+    inherits their defaults: the budget is ignored, and the row ends at ``max_new_chars``.
+    """
 
-def _utf8_need(lead: int) -> int:
-    """Continuation bytes a lead byte needs (0 for ASCII, -1 for a byte that cannot start)."""
-    if lead < 0x80:
-        return 0
-    if 0xC2 <= lead <= 0xDF:
-        return 1
-    if 0xE0 <= lead <= 0xEF:
-        return 2
-    if 0xF0 <= lead <= 0xF4:
-        return 3
-    return -1
-
-
-class Constraint(Protocol):
-    """A form that masks a row's choices (see :mod:`textgen.forms`)."""
-
+    @abc.abstractmethod
     def allowed(self) -> Tensor | None:
         """(V,) bool mask of the tokens allowed next, or None for no restriction."""
 
+    @abc.abstractmethod
     def advance(self, token: int, text: str) -> None:
         """Record the chosen token and the text it completed ("" inside a UTF-8 sequence)."""
 
+    @abc.abstractmethod
     def is_complete(self) -> bool:
         """Whether the form is finished (the row then ends with ``form_complete``)."""
 
-    # Two optional methods, looked up with getattr (a constraint without them is unaffected):
-    #   set_remaining(chars: int) -> None   called before each allowed() with max_new_chars minus
-    #                                       the characters written so far (may be <= 0), so that a
-    #                                       form can close what it opened in time;
-    #   must_continue() -> bool             True while the text may not end yet: the row then runs
-    #                                       past max_new_chars until it turns False.
+    def set_remaining(self, chars: int) -> None:
+        """Told before each :meth:`allowed`: ``max_new_chars`` minus the characters written so far
+        (may be <= 0), so that a form can close what it opened in time.  The default ignores it."""
+
+    def must_continue(self) -> bool:
+        """True while the text may not end yet: the row then runs past ``max_new_chars`` until it
+        turns False.  The default: False."""
+        return False
 
 
 # --------------------------------------------------------------------------- rows
@@ -261,9 +257,8 @@ class Row:
     emitted: int = 0
     chars: int = 0
     segment_steps: int = 0
-    utf8_state: int = _UTF8_IDLE
-    utf8_need: int = 0
-    pending: bytearray = field(default_factory=bytearray)
+    utf8: Utf8Decoder = field(default_factory=Utf8Decoder)
+    """The row's byte pieces so far: which may come next, and the characters they complete."""
     char_logprobs: list[float] = field(default_factory=list)
     top: list[dict[str, float]] = field(default_factory=list)
     index: int = 0
@@ -304,6 +299,34 @@ class _RowSettings:
     """Some row has a repetition penalty other than 1."""
 
 
+class PieceTables:
+    """What the sampler reads from a tokenizer's vocabulary, once per tokenizer (:func:`piece_tables`)."""
+
+    def __init__(self, tokenizer: CharTokenizer) -> None:
+        V = tokenizer.vocab_size
+        specials = (UNK_ID, BOS_ID, EOS_ID, PAD_ID)
+        #: Each piece's text; "" for byte pieces (their text is a Utf8Decoder's) and special ids.
+        self.text: list[str] = [
+            "" if tokenizer.byte_values[i] >= 0 or i in specials else tokenizer.decode([i]) for i in range(V)
+        ]
+        byte_values = torch.tensor(tokenizer.byte_values)
+        is_byte = byte_values >= 0
+        is_special = torch.zeros(V, dtype=torch.bool)
+        is_special[list(specials)] = True
+        masks = torch.tensor(utf8.allowed_bytes())[:, byte_values.clamp(min=0)] & is_byte  # (STATES, V)
+        masks[utf8.BETWEEN] |= ~is_byte & ~is_special
+        #: (utf8.STATES, V): the pieces allowed in each state of a row's Utf8Decoder (the byte pieces
+        #: it allows; between characters also every piece that is text).
+        self.utf8_masks = masks
+        whole = [bool(text) for text in self.text]
+        #: (V,): the pieces that are whole characters (what top_logprobs ranks).
+        self.whole_chars = torch.tensor(whole, dtype=torch.bool)
+        self.n_whole = max(1, sum(whole))
+
+
+piece_tables = per_tokenizer(PieceTables)
+
+
 @contextlib.contextmanager
 def _onednn(enabled: bool):
     """Switch torch's oneDNN (mkldnn) kernels on or off for a block."""
@@ -339,25 +362,14 @@ class DecodeBatch:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = torch.device(device) if device is not None else next(self.model.parameters()).device
-        self.context_chars = loaded.info.context_chars
-        self.segment_chars = loaded.info.target_chars
-        tok = self.tokenizer
-        V = tok.vocab_size
-        self.piece_text = [
-            "" if tok.byte_values[i] >= 0 or i in (UNK_ID, BOS_ID, EOS_ID, PAD_ID) else tok.decode([i])
-            for i in range(V)
-        ]
-        byte_values = torch.tensor(tok.byte_values)
-        is_byte = byte_values >= 0
-        specials = torch.zeros(V, dtype=torch.bool)
-        specials[[UNK_ID, BOS_ID, EOS_ID, PAD_ID]] = True
-        leads = torch.tensor([_utf8_need(b) >= 0 if b >= 0 else False for b in tok.byte_values])
-        idle = (~is_byte & ~specials) | (is_byte & leads)
-        masks = [idle] + [is_byte & (byte_values >= lo) & (byte_values <= hi) for lo, hi in _CONTINUATIONS]
-        self.utf8_masks = torch.stack(masks).to(self.device)  # (1 + ranges, V)
-        whole = [bool(text) for text in self.piece_text]  # pieces that are characters (top_logprobs)
-        self.whole_chars = torch.tensor(whole, dtype=torch.bool, device=self.device)
-        self.n_whole = max(1, sum(whole))
+        self.context_chars = loaded.info.context_chars  # tokens, like the training windows
+        self.segment_chars = loaded.info.target_chars  # tokens
+        V = self.tokenizer.vocab_size
+        pieces = piece_tables(self.tokenizer)
+        self.piece_text = pieces.text
+        self.utf8_masks = pieces.utf8_masks.to(self.device)
+        self.whole_chars = pieces.whole_chars.to(self.device)
+        self.n_whole = pieces.n_whole
         # Pieces never seen in training (byte pieces of characters outside the corpus) keep a small
         # probability a short training run never drove to zero: a Shakespeare model would write
         # control characters or kana now and then.  None when the export does not say.
@@ -490,13 +502,11 @@ class DecodeBatch:
 
     def _choose(self, logits: Tensor) -> Tensor:
         rows = self.rows
-        allowed = self.utf8_masks[torch.tensor([row.utf8_state for row in rows], device=self.device)]
+        allowed = self.utf8_masks[torch.tensor([row.utf8.state for row in rows], device=self.device)]
         constrained, masks = [], []
         for i, row in enumerate(rows):
             if row.constraint is not None:
-                set_remaining = getattr(row.constraint, "set_remaining", None)
-                if set_remaining is not None:
-                    set_remaining(row.params.max_new_chars - row.chars)
+                row.constraint.set_remaining(row.params.max_new_chars - row.chars)
                 mask = row.constraint.allowed()
                 if mask is not None:
                     constrained.append(i)
@@ -532,20 +542,7 @@ class DecodeBatch:
         row.tokens.append(token)
         row.segment_steps += 1
         value = self.tokenizer.byte_values[token]
-        if value < 0:
-            piece = self.piece_text[token]
-        else:
-            row.pending.append(value)
-            if row.utf8_need == 0:  # a lead byte (or an ASCII byte)
-                row.utf8_need = _utf8_need(value)
-                row.utf8_state = _SPECIAL_LEADS.get(value, 1) if row.utf8_need else _UTF8_IDLE
-            else:
-                row.utf8_need -= 1
-                row.utf8_state = 1 if row.utf8_need else _UTF8_IDLE
-            piece = ""
-            if row.utf8_need == 0:
-                piece = row.pending.decode("utf-8")
-                row.pending.clear()
+        piece = self.piece_text[token] if value < 0 else row.utf8.feed(value)
         if row.constraint is not None:
             row.constraint.advance(token, piece)
         if piece:
@@ -554,11 +551,12 @@ class DecodeBatch:
         return self._release(row)
 
     def _finish_if_done(self, row: Row) -> None:
-        if row.finished or row.utf8_need:
+        if row.finished or row.utf8.incomplete:
             return
-        if row.constraint is not None and row.constraint.is_complete():
+        constraint = row.constraint
+        if constraint is not None and constraint.is_complete():
             row.finish_reason = "form_complete"
-        elif row.chars >= row.params.max_new_chars and not _must_continue(row.constraint):
+        elif row.chars >= row.params.max_new_chars and (constraint is None or not constraint.must_continue()):
             row.finish_reason = "length"
 
     def _release(self, row: Row) -> str:
@@ -576,11 +574,6 @@ class DecodeBatch:
         end = max(end, row.emitted)
         released, row.emitted = row.text[row.emitted:end], end
         return released
-
-
-def _must_continue(constraint: Constraint | None) -> bool:
-    must_continue = getattr(constraint, "must_continue", None)
-    return must_continue is not None and bool(must_continue())
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

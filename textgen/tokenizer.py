@@ -3,20 +3,27 @@
 Every string round-trips: ``decode(encode(text)) == text`` for newlines, runs of spaces, tabs, CJK
 and LaTeX backslashes.  A character never seen in training is *not* dropped and does not crash: it
 is encoded as its UTF-8 bytes, one ``<0xNN>`` piece per byte (the documented unknown-character
-policy).  The sampler uses :attr:`CharTokenizer.byte_values` to never stop inside, or decode, an
-incomplete UTF-8 sequence.
+policy).  The sampler follows a text's byte pieces (:attr:`CharTokenizer.byte_values`) with a
+:class:`textgen.utf8.Utf8Decoder`, to never write, stop inside, or decode an invalid or incomplete
+UTF-8 sequence.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
-from collections.abc import Iterable, Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import sentencepiece as spm
+
+from textgen.utf8 import CONTINUATION
 
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
 NEWLINE = "\n"
@@ -107,6 +114,14 @@ def reservoir_sample_batches(batches: Iterable[list[str]], limit: int, seed: int
         weight *= math.exp(math.log(rng.random() or 1e-300) / limit)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity on Linux, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _training_lines(batches: Iterable[list[str]], limit: int | None, seed: int) -> Iterator[str]:
     """Lines for the trainer: long lines cut into pieces; at most ``limit`` by reservoir sampling."""
     pieces = _line_piece_batches(batches)
@@ -143,13 +158,16 @@ class CharTokenizer:
         lines: Iterable[str],
         max_sentences: int | None = None,
         seed: int = 0,
+        threads: int | None = None,
     ) -> CharTokenizer:
         """Train on an iterable of text lines (newlines are a symbol of their own).
 
         ``max_sentences`` bounds how many lines are held in memory (a uniform random sample of
-        them), for corpora larger than memory.
+        them), for corpora larger than memory.  ``threads``: SentencePiece's trainer threads, None
+        for :func:`available_cores`; the count is recorded in the model's trainer spec and changes
+        nothing else (the same pieces, scores and ids).
         """
-        return cls.train_batches(batched(lines), max_sentences, seed)
+        return cls.train_batches(batched(lines), max_sentences, seed, threads)
 
     @classmethod
     def train_batches(
@@ -157,6 +175,7 @@ class CharTokenizer:
         batches: Iterable[list[str]],
         max_sentences: int | None = None,
         seed: int = 0,
+        threads: int | None = None,
     ) -> CharTokenizer:
         """:meth:`train` on the lines of ``batches`` (lists of lines): the same tokenizer, faster
         for a corpus of millions of lines."""
@@ -179,16 +198,17 @@ class CharTokenizer:
             pad_id=PAD_ID,
             max_sentence_length=_MAX_SENTENCE_BYTES * 4,
             minloglevel=2,
-            num_threads=2,
+            num_threads=available_cores() if threads is None else threads,
         )
         return cls(model.data)
 
     @classmethod
-    def train_on_text(cls, text: str, max_sentences: int | None = None, seed: int = 0) -> CharTokenizer:
+    def train_on_text(cls, text: str, max_sentences: int | None = None, seed: int = 0,
+                      threads: int | None = None) -> CharTokenizer:
         """Train on one string (split into lines)."""
         if not text:
             raise TokenizerError("cannot train a tokenizer on an empty text")
-        return cls.train(text.split(NEWLINE), max_sentences=max_sentences, seed=seed)
+        return cls.train(text.split(NEWLINE), max_sentences=max_sentences, seed=seed, threads=threads)
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
@@ -299,9 +319,29 @@ class CharTokenizer:
         if self._sp.is_control(token) or self._sp.is_unknown(token):
             return 0
         if self._sp.is_byte(token):
-            value = self._byte_value(token)
-            return 0 if 0x80 <= value <= 0xBF else 1
+            low, high = CONTINUATION
+            return 0 if low <= self._byte_value(token) <= high else 1
         return len(self.pieces[token])
+
+
+T = TypeVar("T")
+
+
+def per_tokenizer(build: Callable[[CharTokenizer], T]) -> Callable[[CharTokenizer], T]:
+    """Memoise ``build(tokenizer)``, a table derived from a tokenizer's vocabulary (the sampler's
+    piece masks, a form's masks): built on first use, thread-safe, dropped with the tokenizer."""
+    cache: weakref.WeakKeyDictionary[CharTokenizer, T] = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
+
+    def tables(tokenizer: CharTokenizer) -> T:
+        with lock:
+            built = cache.get(tokenizer)
+            if built is None:
+                built = cache[tokenizer] = build(tokenizer)
+            return built
+
+    tables.__doc__ = f"The :class:`{build.__name__}` of ``tokenizer`` (built on first use, then cached)."
+    return tables
 
 
 def add_token_logprob(char_logprobs: list[float], chars: int, logprob: float) -> None:

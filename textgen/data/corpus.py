@@ -36,7 +36,12 @@ class CorpusError(ValueError):
 
 @dataclass
 class CorpusConfig:
-    """Where a corpus comes from and how it is split (the fields of ``conf/data/*.yaml``)."""
+    """Where a corpus comes from and how it is split (the fields of ``conf/data/*.yaml``).
+
+    The other fields of those files are the training's: the windows (``context_chars``,
+    ``target_chars``, both counted in tokens, see :mod:`textgen.data.windows`), batch sizes, stride
+    and loader workers (:class:`textgen.training.datamodule.WindowDataModule`).
+    """
 
     name: str
     """Short name, used in run and export names."""
@@ -62,6 +67,9 @@ class CorpusConfig:
     input_sentence_size: int | None = 300_000
     """The tokenizer is trained on at most this many lines of the train split (a uniform random
     sample, SentencePiece's ``input_sentence_size``); None: on every line."""
+    tokenizer_threads: int | None = None
+    """Threads SentencePiece trains the tokenizer with; None: one per core this process may use.
+    The count is recorded in ``tokenizer.model`` and changes nothing else (same pieces, same ids)."""
     memmap_min_mb: float = 64.0
     """Corpora at least this large on disk are tokenized once into ``<cache_dir>/tokens`` and read
     as memory maps; smaller ones are tokenized in memory on every run (the same ids)."""

@@ -40,7 +40,7 @@ import numpy as np
 
 from textgen.atomic import atomic_directory
 from textgen.data.corpus import CHUNK_CHARS, CorpusConfig, CorpusError, CorpusReader, open_corpus
-from textgen.tokenizer import NEWLINE, UNK_ID, CharTokenizer, TokenizerError, _MAX_SENTENCE_BYTES
+from textgen.tokenizer import NEWLINE, UNK_ID, CharTokenizer, TokenizerError, _MAX_SENTENCE_BYTES, available_cores
 
 FORMAT, VERSION = "textgen-tokens", 1
 META, TOKENIZER, PARTS = "meta.json", "tokenizer.model", ("train", "val")
@@ -118,13 +118,16 @@ def train_line_batches(reader: CorpusReader) -> Iterator[list[str]]:
     yield [pending]
 
 
-def train_tokenizer(reader: CorpusReader, input_sentence_size: int | None, seed: int = 0) -> CharTokenizer:
-    """A tokenizer trained on at most ``input_sentence_size`` random train lines of ``reader``.
+def train_tokenizer(reader: CorpusReader, input_sentence_size: int | None, seed: int = 0,
+                    threads: int | None = None) -> CharTokenizer:
+    """A tokenizer trained on at most ``input_sentence_size`` random train lines of ``reader``, by
+    ``threads`` SentencePiece threads (None: every core).
 
     With no more lines than that (every shipped corpus), it is exactly
-    ``CharTokenizer.train_on_text(train_text)``.
+    ``CharTokenizer.train_on_text(train_text, threads=threads)``.
     """
-    return CharTokenizer.train_batches(train_line_batches(reader), max_sentences=input_sentence_size, seed=seed)
+    return CharTokenizer.train_batches(train_line_batches(reader), max_sentences=input_sentence_size, seed=seed,
+                                       threads=threads)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -164,11 +167,8 @@ def _chunks(reader: CorpusReader) -> Iterator[tuple[str, str]]:
 
 
 def default_workers() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
+    """Encoding processes: one per core, at most ``MAX_WORKERS``."""
+    return max(1, min(available_cores(), MAX_WORKERS))
 
 
 def _encoded(reader: CorpusReader, tokenizer: CharTokenizer, workers: int) -> Iterator[tuple]:
@@ -276,7 +276,7 @@ def tokenize_corpus(
     sample = config.input_sentence_size
     if not memmap:
         if tokenizer is None:
-            tokenizer = train_tokenizer(reader, sample)
+            tokenizer = train_tokenizer(reader, sample, threads=config.tokenizer_threads)
         sinks = {part: _Memory() for part in PARTS}
         stats = _encode_into(reader, tokenizer, sinks, workers, progress)
         dtype = ids_dtype(tokenizer.vocab_size)
@@ -288,7 +288,7 @@ def tokenize_corpus(
     cached = _open_cached(folder)
     if cached is None:
         if tokenizer is None:
-            tokenizer = train_tokenizer(reader, sample)
+            tokenizer = train_tokenizer(reader, sample, threads=config.tokenizer_threads)
         with atomic_directory(folder) as staging:
             with open(staging / "train.bin", "wb") as train, open(staging / "val.bin", "wb") as val:
                 stats = _encode_into(reader, tokenizer, {"train": train, "val": val}, workers, progress)

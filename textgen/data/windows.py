@@ -6,6 +6,10 @@ The stream is ``[BOS] + ids``.  A window at position ``p`` (``1 <= p``) has
 * ``inputs``   = ``stream[p - 1 : p + T - 1]`` (the decoder's input: starts at the context's last token),
 * ``targets``  = ``stream[p : p + T]`` (what the decoder must predict).
 
+``C`` and ``T`` are ``context_chars`` and ``target_chars``, and like ``p`` and ``stride`` they count
+tokens, not characters: a character of the vocabulary is one token, a character outside it one
+token per UTF-8 byte (the names are older than byte fallback, and exports store them).
+
 Training draws windows at every ``stride``-th position in random order; evaluation tiles the stream
 with consecutive windows so that every token is scored exactly once, with the same context a
 generated character would have had.

@@ -49,6 +49,7 @@ from torch import Tensor
 from textgen.forms.latex_vocab import (
     NAME_ARGUMENTS, SECTIONING, TEXT_ARGUMENT_COMMANDS, Vocabulary, read_latex_files,
 )
+from textgen.sampling import Constraint
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
 
 (TEXT, ESCAPE, WORD, ENV_NAME, END_NAME, NAME_ARG, DOLLAR, DOLLAR_CLOSE, SCRIPT, NEED_ARG,
@@ -652,7 +653,7 @@ def is_balanced(text: str) -> bool:
     return not stack and not (text.endswith("\\") and not text.endswith("\\\\"))
 
 
-class LatexConstraint:
+class LatexConstraint(Constraint):
     """Keeps one sample's LaTeX compilable and closable in the characters it has left.
 
     With an ``environment`` (the prompt opened it), the form is complete when it is closed.

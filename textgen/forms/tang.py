@@ -26,9 +26,9 @@ from textgen.forms.lookahead import (
     CLASS_GROUPS, TONE_SETS, PoemPlan, char_class, feasible_combos, rhyme_chars, rhyme_margin,
 )
 from textgen.forms.rhyme import GROUPS, rhyme_group
-from textgen.forms.tables import per_tokenizer
 from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of
-from textgen.tokenizer import CharTokenizer
+from textgen.sampling import Constraint
+from textgen.tokenizer import CharTokenizer, per_tokenizer
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
 VERSES = {"jueju": 4, "lushi": 8}
@@ -134,7 +134,7 @@ class LayoutError(ValueError):
     """A character the layout does not allow where it stands (the message says what it expected)."""
 
 
-class TangConstraint:
+class TangConstraint(Constraint):
     """Masks one sample's choices so that the text completes a :class:`TangForm` poem.
 
     The state is (verse, position in the verse); position ``chars_per_line`` is the verse's
@@ -259,7 +259,7 @@ class TangConstraint:
             self.pending = tuple(w for w in self.pending if w not in done)
             self.keyword_verses |= {self.verse}
 
-    # ----------------------------------------------------------------- the Constraint protocol
+    # ----------------------------------------------------------------- the Constraint methods
     def allowed(self) -> Tensor | None:
         tables = self.tables
         expected = self._expected()
