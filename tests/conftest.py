@@ -8,8 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from textgen.export import export_model, load_export
+from textgen.models import EncoderConfig, ModelConfig, Seq2SeqLM
+from textgen.tokenizer import CharTokenizer
 
 pytest_plugins = ["server_fixtures"]  # the server tests' folders and live servers
+
+# One torch/OpenMP thread for the test process and every CLI it starts: the tiny models gain nothing
+# from a second thread, and on 2 cores two processes of 2 OpenMP threads each (a CLI training beside
+# a live server, DDP's two ranks) spin-wait on each other, which made a 200-step tiny training take
+# minutes instead of seconds.  A value already set (by the user) wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -75,3 +86,25 @@ def tiny_stacks(tmp_path_factory) -> Path:
     Stacks preamble, so the export carries its LaTeX vocabulary)."""
     preamble = DATA_DIR / "stacks" / "preamble.tex"
     return train_tiny(tmp_path_factory.mktemp("tiny-stacks"), "stacks", "tiny-stacks", f"data.preamble={preamble}")
+
+
+# The text of the untrained model's tokenizer: English letters and a Tang couplet.
+UNTRAINED_TEXT = "the quick brown fox jumps over the lazy dog\n春眠不觉晓，处处闻啼鸟。\n" * 3
+
+
+@pytest.fixture(scope="session")
+def untrained(tmp_path_factory):
+    """An untrained model: its uniform-ish choices exercise byte pieces and every code path."""
+    torch.manual_seed(0)
+    tok = CharTokenizer.train_on_text(UNTRAINED_TEXT)
+    model = Seq2SeqLM(ModelConfig(vocab_size=tok.vocab_size, embedding=16, hidden=32, layers=1,
+                                  encoder=EncoderConfig(layers=1, hidden=16)))
+    path = tmp_path_factory.mktemp("export") / "untrained"
+    export_model(path, model, tok, name="untrained", corpus="test", context_chars=16, target_chars=12)
+    return load_export(path)
+
+
+@pytest.fixture(scope="session")
+def tang(tiny_tang):
+    """The tiny Tang model, loaded."""
+    return load_export(tiny_tang)

@@ -13,12 +13,19 @@ import sys
 
 import pytest
 import torch
-
 from conftest import DATA_DIR, REPO
 
 from textgen.export import load_export
 from textgen.forms import (
-    GROUPS, FormError, LatexForm, TangForm, check_text, is_balanced, poem_length, prepare_form, rhyme_group,
+    GROUPS,
+    FormError,
+    LatexForm,
+    TangForm,
+    check_text,
+    is_balanced,
+    poem_length,
+    prepare_form,
+    rhyme_group,
     rhymes,
 )
 from textgen.forms.latex import LatexGrammar, latex_tables
@@ -42,11 +49,6 @@ REGIMES = [
     {"temperature": 1.2, "top_p": 0.5, "top_k": 40},
     {"temperature": 0.8, "repetition_penalty": 1.5},
 ]
-
-
-@pytest.fixture(scope="module")
-def tang(tiny_tang):
-    return load_export(tiny_tang)
 
 
 @pytest.fixture(scope="module")

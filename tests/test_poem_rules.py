@@ -14,14 +14,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from poem_rules import poem_problems, tones
 from server_fixtures import MODELS
 
-from textgen.export import load_export
 from textgen.forms import (
-    FORM_CLASSES, FormError, LatexForm, TangForm, api_fields, check_text, form_keys, prepare_form,
+    FORM_CLASSES,
+    FormError,
+    LatexForm,
+    TangForm,
+    api_fields,
+    check_text,
+    form_keys,
+    prepare_form,
 )
 from textgen.sampling import SamplingParams, generate
 
@@ -43,11 +48,6 @@ FORMS = [
     {"kind": "jueju", "chars_per_line": 7, "acrostic": "风花雪月", "tones": True, "rhyme": True, "no_repeat": True,
      "keywords": ["月明"]},  # 月 is a head, so under no_repeat 月明 can only open the last verse
 ]
-
-
-@pytest.fixture(scope="module")
-def tang(tiny_tang):
-    return load_export(tiny_tang)
 
 
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: "-".join(str(v) for v in f.values()))

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import UNTRAINED_TEXT
 
 from textgen.export import export_model, load_export
-from textgen.models import EncoderConfig, ModelConfig, Seq2SeqLM
 from textgen.sampling import (
     DecodeBatch,
     SamplingError,
@@ -13,21 +13,6 @@ from textgen.sampling import (
     generate,
     sample_tokens,
 )
-from textgen.tokenizer import CharTokenizer
-
-TEXT = "the quick brown fox jumps over the lazy dog\n春眠不觉晓，处处闻啼鸟。\n" * 3
-
-
-@pytest.fixture(scope="module")
-def untrained(tmp_path_factory):
-    """An untrained model: its uniform-ish choices exercise byte pieces and every code path."""
-    torch.manual_seed(0)
-    tok = CharTokenizer.train_on_text(TEXT)
-    model = Seq2SeqLM(ModelConfig(vocab_size=tok.vocab_size, embedding=16, hidden=32, layers=1,
-                                  encoder=EncoderConfig(layers=1, hidden=16)))
-    path = tmp_path_factory.mktemp("export") / "untrained"
-    export_model(path, model, tok, name="untrained", corpus="test", context_chars=16, target_chars=12)
-    return load_export(path)
 
 
 def row_settings(B, temperature=1.0, top_k=0, top_p=1.0):
@@ -103,7 +88,7 @@ def test_pieces_never_seen_in_training_are_never_sampled(untrained, tmp_path):
                         context_chars=16, target_chars=12, untrained_pieces=masked)
     loaded = load_export(path)
     assert loaded.info.untrained_pieces == sorted(masked)
-    english = set(TEXT) - chinese
+    english = set(UNTRAINED_TEXT) - chinese
     # An untrained model spreads its probability evenly: without the mask, a third of these
     # characters would come from byte pieces or Chinese.
     for sample in generate(loaded, "the", SamplingParams(max_new_chars=80, temperature=1.5, n=8, seed=5)):
