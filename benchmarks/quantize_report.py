@@ -37,9 +37,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from batcher_profile import static_step_seconds  # noqa: E402  (benchmarks/ is on sys.path)
+
 from textgen.export import load_export  # noqa: E402
 from textgen.quantization import weight_bytes  # noqa: E402
-from batcher_profile import static_step_seconds  # noqa: E402  (benchmarks/ is on sys.path)
 
 SPEED_MODELS = {"shakespeare-gru": "ROMEO:\n", "tang-gru": "春眠不觉晓，"}
 BPC_MODELS = {"shakespeare-gru": "shakespeare", "tang-gru": "tang", "stacks-gru": "stacks"}

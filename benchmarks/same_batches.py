@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from train_throughput import draw_batches  # benchmarks/ is on sys.path when run as a script
 
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.models import ModelConfig, Seq2SeqLM
 from textgen.tokenizer import PAD_ID, CharTokenizer
-from train_throughput import draw_batches  # benchmarks/ is on sys.path when run as a script
 
 VARIANTS = ("plain", "dec", "enc-replace", "enc")
 

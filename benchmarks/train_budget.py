@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from plot_models import validation_curve  # benchmarks/ is on sys.path when run as a script
+
 from textgen.export import load_export, read_metrics
 from textgen.sampling import SamplingParams, generate
 

@@ -15,14 +15,13 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from textgen.forms import prepare_form
-from textgen.sampling import Row, SamplingParams, select_best
-
 from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
 from server.errors import APIError
 from server.openapi import build_spec
 from server.schemas import GenerateRequest, GenerateResponse, Health, ModelList, dump
 from server.state import ServerState
+from textgen.forms import prepare_form
+from textgen.sampling import Row, SamplingParams, select_best
 
 bp = Blueprint("api", __name__)
 OWNED_BY = "textgen"  # the `owned_by` of every model in the OpenAI list shape

@@ -19,11 +19,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from textgen.export import LoadedModel
-from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
-
 from server.metrics import Metrics
 from server.settings import Batching
+from textgen.export import LoadedModel
+from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
 
 log = logging.getLogger("server")
 

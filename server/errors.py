@@ -16,12 +16,11 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from server.batching import JobFailed, QueueFull
+from server.registry import ModelUnavailable, UnknownModel
 from textgen.forms import FormError
 from textgen.sampling import SamplingError
 from textgen.tokenizer import TokenizerError
-
-from server.batching import JobFailed, QueueFull
-from server.registry import ModelUnavailable, UnknownModel
 
 log = logging.getLogger("server")
 

@@ -18,15 +18,22 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from textgen.evaluation import continuation_logprobs
-from textgen.sampling import Row, Sample, SamplingParams, select_best
-
 from server import errors
-from server.api import check_limits, job_error, model_batcher, prepare_rows, read_json_object, refuse_ranked_stream, \
-    sse_response, wait_for
+from server.api import (
+    check_limits,
+    job_error,
+    model_batcher,
+    prepare_rows,
+    read_json_object,
+    refuse_ranked_stream,
+    sse_response,
+    wait_for,
+)
 from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
 from server.errors import APIError
 from server.openai_schemas import DEFAULTS, Completion, CompletionRequest
+from textgen.evaluation import continuation_logprobs
+from textgen.sampling import Row, Sample, SamplingParams, select_best
 
 bp = Blueprint("openai", __name__)
 

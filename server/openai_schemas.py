@@ -14,9 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 
-from textgen.sampling import MAX_SAMPLES, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS
-
 from server.schemas import DEFAULTS, GenerateRequest, StopString
+from textgen.sampling import MAX_SAMPLES, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS
 
 
 def native(name: str, **changes: Any) -> FieldInfo:

@@ -11,10 +11,9 @@ import copy
 from typing import Any
 
 from server.openai_schemas import Completion, CompletionRequest, OpenAIErrorBody
-from textgen.forms import LatexForm, TangForm, form_schema
-
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
+from textgen.forms import LatexForm, TangForm, form_schema
 
 REF = "#/components/schemas/{model}"
 

@@ -20,11 +20,10 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from textgen.export import CONFIG, WEIGHTS, ExportError, ExportInfo, load_export, read_info, read_metrics, validate_name
-
 from server.batching import Batcher
 from server.metrics import Metrics
 from server.settings import ServerSettings
+from textgen.export import CONFIG, WEIGHTS, ExportError, ExportInfo, load_export, read_info, read_metrics, validate_name
 
 log = logging.getLogger("server")
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import TINY_CORPUS_CHARS, TINY_STEPS, cli, corpus_file
+
 from textgen.export import load_export
 
 pytestmark = pytest.mark.slow

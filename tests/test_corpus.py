@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import DATA_DIR
 
 from textgen.data.corpus import CorpusConfig, CorpusError, load_corpus
 from textgen.data.windows import RandomWindows, TiledWindows, as_stream, window_at
 from textgen.tokenizer import BOS_ID, PAD_ID
-
-from conftest import DATA_DIR
 
 
 def local(path, **extra) -> CorpusConfig:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, cli, corpus_file
+
 from textgen.export import load_export
 from textgen.train import TrainingError, find_resume_checkpoint
 from textgen.training.checkpointing import AtomicCheckpointIO, is_complete_checkpoint

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import cli, corpus_file
+
 from textgen.training.datamodule import WindowDataModule
 
 QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.hidden=32", "model.layers=1",

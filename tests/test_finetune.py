@@ -9,18 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, cli, corpus_file
 from hydra import compose as compose_config
 from hydra import initialize_config_dir
+from live_server import LiveServer
 
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.evaluation import evaluate_text
-from textgen.export import load_export
-from textgen.export import export_model
-from textgen.training.start import FineTuneError, apply_init_from, architecture_conflicts
+from textgen.export import export_model, load_export
 from textgen.sampling import SamplingParams, generate
-
-from conftest import REPO, cli, corpus_file
-from live_server import LiveServer
+from textgen.training.start import FineTuneError, apply_init_from, architecture_conflicts
 
 pytestmark = pytest.mark.slow
 

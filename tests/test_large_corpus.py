@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, corpus_file
 
 import textgen.data.corpus as corpus_module
 import textgen.data.tokens as tokens_module
@@ -21,8 +22,6 @@ from textgen.data.corpus import CorpusConfig, CorpusError, load_corpus, open_cor
 from textgen.data.tokens import ids_dtype, tokenize_corpus, train_lines
 from textgen.data.windows import RandomOrder, RandomWindows, TiledWindows, train_order
 from textgen.tokenizer import CharTokenizer, _line_pieces
-
-from conftest import REPO, corpus_file
 
 POEM = "春眠不觉晓，处处闻啼鸟。\n夜来风雨声，花落知多少。\n"
 

@@ -9,9 +9,8 @@ makes goes to the test server.
 from __future__ import annotations
 
 import pytest
-
-from test_server_page import ARGS, CHROMIUM, pytestmark  # noqa: F401  (the same skip when Chromium is missing)
 from live_server import LiveServer
+from test_server_page import ARGS, CHROMIUM, pytestmark  # noqa: F401  (the same skip when Chromium is missing)
 
 # A prompt with math of the tiny model's vocabulary (a script, \mathcal, \in), for KaTeX to typeset.
 PROMPT = "Let $\\mathcal{F}$ and $x_1 \\in X$. Then"

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textgen.models import DecoderState, EncoderConfig, ModelConfig, Seq2SeqLM

@@ -9,7 +9,6 @@ import stat
 import sys
 
 import pytest
-
 from conftest import cli
 
 SMALL = ["sections=1", "max_chars=900", "seed=1"]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from conftest import cli, corpus_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -13,8 +14,6 @@ from textgen.export import load_export
 from textgen.models import ModelConfig, Seq2SeqLM
 from textgen.quantization import Int8Linear, Int8RNN, QuantizeError, quantize_int8, resolve_quantize
 from textgen.sampling import DecodeBatch, SamplingParams
-
-from conftest import cli, corpus_file
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM, nn.RNN])

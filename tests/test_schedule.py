@@ -4,8 +4,8 @@ import csv
 
 import pytest
 import torch
-
 from test_cli import quick_train
+
 from textgen.training.schedule import warmup_cosine, warmup_linear
 
 PEAK = 0.01

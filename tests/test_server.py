@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
-from server import create_app
 from live_server import LiveServer, parse_sse
 from server_fixtures import CONTRACT_MODELS, MODELS
+
+from server import create_app
 
 SHAKESPEARE, TANG = MODELS
 ENGLISH, VERSE = CONTRACT_MODELS  # untrained: the contract tests (statuses and shapes) need no trained weights

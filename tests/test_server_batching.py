@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from server_fixtures import CONTRACT_MODELS, ENGLISH, TANG_VERSE, write_untrained_export
 
 from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, QueueFull, TextEvent

@@ -6,7 +6,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from server_fixtures import CONTRACT_MODELS, MODELS
 
 SHAKESPEARE, TANG = MODELS

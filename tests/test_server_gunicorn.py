@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from live_server import parse_sse
 from server_fixtures import MODELS
 

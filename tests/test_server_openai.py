@@ -7,10 +7,9 @@ import time
 
 import openai
 import pytest
-
-from test_forms import poem_problems
 from live_server import LiveServer
 from server_fixtures import CONTRACT_MODELS, MODELS
+from test_forms import poem_problems
 
 from textgen.evaluation import continuation_logprobs
 from textgen.export import load_export

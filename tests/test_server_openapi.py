@@ -9,9 +9,8 @@ import sys
 
 import requests
 from jsonschema import Draft202012Validator
-from openapi_spec_validator import validate as validate_spec
-
 from live_server import LiveServer
+from openapi_spec_validator import validate as validate_spec
 from server_fixtures import CONTRACT_MODELS
 
 ENGLISH, VERSE = CONTRACT_MODELS

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from server_fixtures import MODELS
 
 CHROMIUM = os.environ.get("TEXTGEN_CHROMIUM", "/usr/bin/chromium")

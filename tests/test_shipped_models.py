@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import DATA_DIR, REPO
+
 from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.evaluation import evaluate_text
 from textgen.export import is_shipped, load_export, read_metrics

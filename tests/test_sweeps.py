@@ -4,12 +4,12 @@ import csv
 import json
 
 import pytest
+from conftest import REPO, cli, corpus_file
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
 import textgen.train  # noqa: F401  (registers the config resolvers)
-from conftest import REPO, cli, corpus_file
 from textgen.training.sweep import claim_export_name, collect_rows, write_summary
 
 QUICK = ["trainer.enable_progress_bar=false", "model.embedding=16", "model.layers=1", "model.encoder.hidden=16",

@@ -3,8 +3,8 @@
 import json
 
 import torch
-
 from test_cli import quick_train
+
 from textgen.export import load_export
 
 

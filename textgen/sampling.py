@@ -28,7 +28,14 @@ from textgen import utf8
 from textgen.export import LoadedModel
 from textgen.models import DecoderState
 from textgen.tokenizer import (
-    BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer, TokenizerError, add_token_logprob, per_tokenizer,
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    CharTokenizer,
+    TokenizerError,
+    add_token_logprob,
+    per_tokenizer,
 )
 from textgen.utf8 import Utf8Decoder
 

@@ -32,8 +32,8 @@ from textgen.atomic import atomic_write_text
 from textgen.cli import command_line
 from textgen.data.tokens import absent_pieces
 from textgen.export import export_model, machine_description, unshipped_export_name
-from textgen.training.start import RunStart, prepare_run
 from textgen.models import ModelConfig
+from textgen.training.start import RunStart, prepare_run
 
 log = logging.getLogger("textgen.train")
 CONFIG_PATH = str(Path(__file__).resolve().parent.parent / "conf")

@@ -40,7 +40,7 @@ import numpy as np
 
 from textgen.atomic import atomic_directory
 from textgen.data.corpus import CHUNK_CHARS, CorpusConfig, CorpusError, CorpusReader, open_corpus
-from textgen.tokenizer import NEWLINE, UNK_ID, CharTokenizer, TokenizerError, _MAX_SENTENCE_BYTES, available_cores
+from textgen.tokenizer import _MAX_SENTENCE_BYTES, NEWLINE, UNK_ID, CharTokenizer, TokenizerError, available_cores
 
 FORMAT, VERSION = "textgen-tokens", 1
 META, TOKENIZER, PARTS = "meta.json", "tokenizer.model", ("train", "val")

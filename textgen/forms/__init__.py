@@ -37,8 +37,18 @@ from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, is_bala
 from textgen.forms.latex_vocab import PROOF_ENVS
 from textgen.forms.rhyme import GROUPS, rhyme_group, rhymes
 from textgen.forms.tang import (
-    COMMA, NEWLINE, PERIOD, VERSES, LayoutError, TangConstraint, TangForm, check_poem, even_verse_ends,
-    is_han, poem_length, tang_tables,
+    COMMA,
+    NEWLINE,
+    PERIOD,
+    VERSES,
+    LayoutError,
+    TangConstraint,
+    TangForm,
+    check_poem,
+    even_verse_ends,
+    is_han,
+    poem_length,
+    tang_tables,
 )
 from textgen.forms.tones import PATTERNS
 from textgen.sampling import Constraint

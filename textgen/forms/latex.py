@@ -43,11 +43,16 @@ import threading
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
+
 import torch
 from torch import Tensor
 
 from textgen.forms.latex_vocab import (
-    NAME_ARGUMENTS, SECTIONING, TEXT_ARGUMENT_COMMANDS, Vocabulary, read_latex_files,
+    NAME_ARGUMENTS,
+    SECTIONING,
+    TEXT_ARGUMENT_COMMANDS,
+    Vocabulary,
+    read_latex_files,
 )
 from textgen.sampling import Constraint
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer

@@ -450,7 +450,7 @@ def first_error(log: str) -> str:
     lines = log.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("! "):
-            where = next((l for l in lines[i + 1:i + 12] if re.match(r"l\.\d+", l)), "")
+            where = next((later for later in lines[i + 1:i + 12] if re.match(r"l\.\d+", later)), "")
             return f"{line} {where}".strip()
     return "pdflatex failed (no error line in its log)"
 

@@ -23,7 +23,13 @@ import torch
 from torch import Tensor
 
 from textgen.forms.lookahead import (
-    CLASS_GROUPS, TONE_SETS, PoemPlan, char_class, feasible_combos, rhyme_chars, rhyme_margin,
+    CLASS_GROUPS,
+    TONE_SETS,
+    PoemPlan,
+    char_class,
+    feasible_combos,
+    rhyme_chars,
+    rhyme_margin,
 )
 from textgen.forms.rhyme import GROUPS, rhyme_group
 from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from textgen.atomic import atomic_file
