@@ -21,6 +21,7 @@ pytest_plugins = ["server_fixtures"]  # the server tests' folders and live serve
 # a live server, DDP's two ranks) spin-wait on each other, which made a 200-step tiny training take
 # minutes instead of seconds.  A value already set (by the user) wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))
