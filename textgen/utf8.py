@@ -20,12 +20,15 @@ BETWEEN = 0
 CONTINUATION = (0x80, 0xBF)
 """The bytes that continue a character (and start none)."""
 
-NEXT_BYTE: tuple[tuple[int, int], ...] = (CONTINUATION, (0xA0, 0xBF), (0x80, 0x9F), (0x90, 0xBF), (0x80, 0x8F))
-"""The bytes allowed inside a character, in state ``1 + i``: ``NEXT_BYTE[i]`` (inclusive).  Any
-continuation byte, except right after the four lead bytes that allow a narrower second byte
-(no overlong forms, no surrogates, nothing past U+10FFFF)."""
+# The lead bytes whose second byte is narrower than any continuation byte: no overlong forms
+# (E0, F0), no surrogates (ED), nothing past U+10FFFF (F4).
+_NARROW_SECOND_BYTE = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
 
-_SECOND_BYTE_STATE = {0xE0: 2, 0xED: 3, 0xF0: 4, 0xF4: 5}  # lead byte -> state of its second byte
+NEXT_BYTE: tuple[tuple[int, int], ...] = (CONTINUATION, *_NARROW_SECOND_BYTE.values())
+"""The bytes allowed inside a character, in state ``1 + i``: ``NEXT_BYTE[i]`` (inclusive): any
+continuation byte, or the narrower second byte after E0, ED, F0 and F4."""
+
+_SECOND_BYTE_STATE = {lead: 2 + i for i, lead in enumerate(_NARROW_SECOND_BYTE)}  # lead byte -> its second byte's state
 
 STATES = 1 + len(NEXT_BYTE)
 """How many states there are: :data:`BETWEEN` and one per range of :data:`NEXT_BYTE`."""
