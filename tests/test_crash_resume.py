@@ -187,11 +187,14 @@ def test_resume_skips_a_truncated_checkpoint(tmp_path, caplog):
     assert not is_complete_checkpoint(newer / "last.ckpt") and is_complete_checkpoint(older / "last.ckpt")
 
     run_dir = tmp_path / "name" / "t3"
-    assert find_resume_checkpoint(True, run_dir, multirun=False) == str(older / "last.ckpt")
+    assert find_resume_checkpoint(True, run_dir, multirun=False, name="name") == str(older / "last.ckpt")
     assert "skipping" in caplog.text and str(newer / "last.ckpt") in caplog.text
     with pytest.raises(TrainingError, match="not a complete checkpoint"):
-        find_resume_checkpoint(str(newer / "last.ckpt"), run_dir, multirun=False)
+        find_resume_checkpoint(str(newer / "last.ckpt"), run_dir, multirun=False, name="name")
     # resume=auto: the same search, but a fresh start where there is nothing to continue.
-    assert find_resume_checkpoint("auto", tmp_path / "other" / "t1", multirun=False) is None
+    assert find_resume_checkpoint("auto", tmp_path / "other" / "t1", multirun=False, name="other") is None
     with pytest.raises(TrainingError, match="no complete last.ckpt"):
-        find_resume_checkpoint(True, tmp_path / "other" / "t1", multirun=False)
+        find_resume_checkpoint(True, tmp_path / "other" / "t1", multirun=False, name="other")
+    # A run given its own hydra.run.dir (here tmp/name/mine, its name another) continues only its own
+    # folder, never the runs beside it.
+    assert find_resume_checkpoint("auto", tmp_path / "name" / "mine", multirun=False, name="mine-run") is None

@@ -75,11 +75,13 @@ def validation_bpc(model, datamodule, chars_per_token: list[int]) -> float:
     return nll / max(chars, 1) / math.log(2)
 
 
-def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool) -> str | None:
+def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool, name: str) -> str | None:
     """The checkpoint to continue from: a given path, or the newest complete ``last.ckpt`` of this name.
 
-    ``resume=true`` searches this run's folder and, for a single run, the folders of earlier runs
-    of the same name (a multirun job only its own folder); ``resume=auto`` does the same but starts
+    ``resume=true`` searches this run's folder and, for a single run in the default layout
+    (``outputs/<name>/<time>``), the folders of earlier runs of the same name; a multirun job, or a
+    run given its own ``hydra.run.dir``, searches only its own folder (the folders beside it belong
+    to other runs).  ``resume=auto`` does the same but starts
     afresh when there is none (a re-run of the same command, a requeued cluster job).  A file cut
     short by a crash is skipped with a warning, and the next newest is taken.
     """
@@ -94,9 +96,9 @@ def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool) ->
         if not is_complete_checkpoint(path):
             raise TrainingError(f"resume={resume}: not a complete checkpoint (a write cut short?)")
         return str(path)
-    # A single run's folder is outputs/<name>/<time>: its siblings are earlier runs of the same name.
+    # A single run's default folder is outputs/<name>/<time>: its siblings are earlier runs of the same name.
     candidates = list(run_dir.glob("checkpoints/last*.ckpt"))
-    if not multirun:
+    if not multirun and run_dir.parent.name == name:
         candidates += list(run_dir.parent.glob("*/checkpoints/last*.ckpt"))
     for path in sorted(set(candidates), key=lambda p: p.stat().st_mtime, reverse=True):
         if is_complete_checkpoint(path):
@@ -104,7 +106,8 @@ def find_resume_checkpoint(resume: bool | str, run_dir: Path, multirun: bool) ->
         log.warning("resume: skipping %s, not a complete checkpoint (a write cut short?)", path)
     if resume == "auto":
         return None
-    raise TrainingError(f"resume=true: no complete last.ckpt under {run_dir if multirun else run_dir.parent}")
+    searched = run_dir.parent if not multirun and run_dir.parent.name == name else run_dir
+    raise TrainingError(f"resume=true: no complete last.ckpt under {searched}")
 
 
 @dataclass
@@ -236,7 +239,7 @@ def fit(cfg: DictConfig, job: Job, trainer, task, datamodule) -> float:
     from textgen.training.checkpointing import SaveLastOnStop, keep_csv_log_history
     from textgen.training.distributed import multirun_child_command
 
-    ckpt_path = find_resume_checkpoint(cfg.resume, job.run_dir, job.multirun)
+    ckpt_path = find_resume_checkpoint(cfg.resume, job.run_dir, job.multirun, cfg.name)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
         keep_csv_log_history(trainer.logger or False, ckpt_path, trainer.is_global_zero)
@@ -260,7 +263,12 @@ def choose_best(trainer, task, datamodule, train_seconds: float) -> Outcome:
     (validated here when the run ended between validations) if they score better."""
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    best_score = float(checkpoint.best_model_score) if best_path else math.inf
+    # A run resumed after its last step validates nothing: its restored best path has no score.
+    best_score = math.inf
+    if best_path and checkpoint.best_model_score is not None:
+        best_score = float(checkpoint.best_model_score)
+    else:
+        best_path = ""
     best_step = trainer.global_step
     if task.last_val_step != trainer.global_step:
         trainer.validate(task, datamodule=datamodule, verbose=False)
