@@ -144,9 +144,6 @@ class Batcher:
         self.name = name
         self.loaded = loaded
         self.settings = settings
-        self.max_batch_size = settings.max_batch_size
-        self.max_wait_s = settings.max_wait_ms / 1000
-        self.queue_length = settings.queue_length
         self.metrics = metrics
         # This model's series, looked up once: the worker updates them at every step.
         self._queue_depth = metrics.queue_depth.labels(model=name)
@@ -184,7 +181,7 @@ class Batcher:
         with self._cond:
             if self._closing:
                 raise JobFailed("the server is shutting down")
-            if len(self._pending) >= self.queue_length and not self._has_room(job):
+            if len(self._pending) >= self.settings.queue_length and not self._has_room(job):
                 raise QueueFull(self._retry_after())
             self._pending.append(job)
             self._queue_depth.set(len(self._pending))
@@ -220,12 +217,12 @@ class Batcher:
 
     def _has_room(self, job: Job) -> bool:
         rows = len(self.batch) + sum(len(j.rows) for j in self._pending)
-        return rows + len(job.rows) <= self.max_batch_size
+        return rows + len(job.rows) <= self.settings.max_batch_size
 
     def _retry_after(self) -> int:
         """Seconds until the queue has likely moved on: the waiting rows' steps at the current pace."""
         waiting = sum(len(j.rows) * j.rows[0].params.max_new_chars for j in self._pending)
-        rounds = waiting / max(1, self.max_batch_size)
+        rounds = waiting / max(1, self.settings.max_batch_size)
         return int(min(self.settings.retry_after_max_s, max(1, math.ceil(rounds * self._step_seconds))))
 
     # ----------------------------------------------------------------- worker side
@@ -236,7 +233,7 @@ class Batcher:
                     self._cond.wait()
                 if self._closing and not (self._pending or len(self.batch)):
                     return
-                if not len(self.batch) and self._pending and self.max_wait_s > 0:
+                if not len(self.batch) and self._pending and self.settings.max_wait_ms > 0:
                     self._gather()
                 cancelled, self._cancelled = self._cancelled, []
                 admitted = self._admit()
@@ -247,9 +244,9 @@ class Batcher:
                 self._reset("generation failed (logged on the server)")
 
     def _gather(self) -> None:
-        """An idle model waits ``max_wait_s`` for more requests, so that they start together."""
-        deadline = time.perf_counter() + self.max_wait_s
-        while sum(len(j.rows) for j in self._pending) < self.max_batch_size and not self._closing:
+        """An idle model waits ``max_wait_ms`` for more requests, so that they start together."""
+        deadline = time.perf_counter() + self.settings.max_wait_ms / 1000
+        while sum(len(j.rows) for j in self._pending) < self.settings.max_batch_size and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -259,7 +256,7 @@ class Batcher:
         admitted, rows = [], len(self.batch)
         while self._pending:
             job = self._pending[0]
-            if rows and rows + len(job.rows) > self.max_batch_size:
+            if rows and rows + len(job.rows) > self.settings.max_batch_size:
                 break  # a job larger than the batch still runs, alone
             admitted.append(self._pending.popleft())
             rows += len(job.rows)
