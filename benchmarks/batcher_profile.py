@@ -58,7 +58,7 @@ def closed_loop(batcher: Batcher, clients: int, requests: int, chars: int) -> tu
         for i in range(requests):
             params = SamplingParams(max_new_chars=chars, temperature=0.8, seed=1000 * k + i)
             started = time.perf_counter()
-            job = batcher.submit(batcher.make_rows(PROMPTS[(k + i) % len(PROMPTS)], params))
+            job = batcher.submit([batcher.prepare(PROMPTS[(k + i) % len(PROMPTS)], params)])
             job.done.wait()
             latencies.append(time.perf_counter() - started)
 

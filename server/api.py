@@ -20,8 +20,7 @@ from server.errors import APIError
 from server.openapi import build_spec
 from server.schemas import GenerateRequest, GenerateResponse, Health, ModelList, dump
 from server.state import ServerState
-from textgen.forms import prepare_form
-from textgen.sampling import Row, SamplingParams, select_best
+from textgen.sampling import SamplingParams, select_best
 
 bp = Blueprint("api", __name__)
 OWNED_BY = "textgen"  # the `owned_by` of every model in the OpenAI list shape
@@ -158,19 +157,6 @@ def model_batcher(name: str) -> Batcher:
     return s.registry.get(name)
 
 
-def prepare_rows(batcher: Batcher, prompt: str, params: SamplingParams, form: dict[str, Any] | None
-                 ) -> tuple[str, list[Row], str]:
-    """The prompt as the model reads it (a form may add a title line), the request's rows, and the
-    text returned before each sample's own (a ``latex`` form's opening and prompt, else "")."""
-    batcher.loaded.tokenizer.encode(prompt)  # TokenizerError: a 422 naming the prompt
-    new_constraint, echo = None, ""
-    if form is not None:
-        prepared = prepare_form(form, batcher.loaded, prompt)
-        if prepared is not None:
-            prompt, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
-    return prompt, batcher.make_rows(prompt, params, new_constraint), echo
-
-
 def accept(stream: bool) -> Accepted:
     """Validate a generation request and queue it (every 4xx/5xx is raised before any text is sent)."""
     req = GenerateRequest.model_validate(read_json_object())
@@ -181,8 +167,8 @@ def accept(stream: bool) -> Accepted:
     if stream:
         refuse_ranked_stream(params)
     batcher = model_batcher(req.model)
-    prompt, rows, echo = prepare_rows(batcher, req.prompt, params, req.form)
-    return Accepted(req, batcher, batcher.submit(rows, stream=stream), prompt, echo)
+    part = batcher.prepare(req.prompt, params, req.form)
+    return Accepted(req, batcher, batcher.submit([part], stream=stream), part.read, part.echo)
 
 
 def refuse_ranked_stream(params: SamplingParams) -> None:

@@ -1,6 +1,7 @@
 """Dynamic batching: one worker thread per model owns a :class:`~textgen.sampling.DecodeBatch`.
 
-Request threads turn a request into rows and :meth:`Batcher.submit` them as one :class:`Job`.
+Request threads turn each prompt of a request into rows (:meth:`Batcher.prepare`) and
+:meth:`Batcher.submit` them as one :class:`Job`.
 The worker admits waiting jobs whenever the batch has room (a job joins at the next step and its
 rows leave as they finish), steps every row together, and hands each job its text as it is
 released: a streaming request reads :attr:`Job.events`, a plain one waits on :attr:`Job.done`.
@@ -16,13 +17,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.metrics import Metrics
 from server.settings import Batching
 from textgen.export import LoadedModel
-from textgen.sampling import Constraint, DecodeBatch, Row, Sample, SamplingParams
+from textgen.forms import prepare_form
+from textgen.sampling import DecodeBatch, Row, Sample, SamplingParams
 
 log = logging.getLogger("server")
 
@@ -45,6 +48,10 @@ class TextEvent:
 
     index: int
     text: str
+    logprobs: list[float] | None = None
+    """Each character's log-probability, for a row that tracks them."""
+    top: list[dict[str, float]] | None = None
+    """Each character's most likely characters, for a row that asked for ``top_logprobs``."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,17 @@ class ErrorEvent:
 
 JobEvent = TextEvent | FinishEvent | DoneEvent | ErrorEvent
 """What a streaming job's :attr:`Job.events` carries: text and finish events, then one done or error event."""
+
+
+@dataclass
+class PromptRows:
+    """One prompt's rows (``params.candidates`` of them), as :meth:`Batcher.prepare` builds them."""
+
+    read: str
+    """The prompt as the model reads it (a form may add a title line or ``\\begin{...}``)."""
+    echo: str
+    """Text returned before each sample's own (a ``latex`` form's opening and prompt, else "")."""
+    rows: list[Row]
 
 
 @dataclass(eq=False)
@@ -103,9 +121,15 @@ class Job:
         return 1000 * ((self.finished or time.perf_counter()) - self.started)
 
     def emit_text(self, index: int, text: str) -> None:
-        """Row ``index`` released ``text`` (an event for a streaming job; a plain one reads its samples)."""
-        if self.stream:
-            self.events.put(TextEvent(index, text))
+        """Row ``index`` released ``text`` (an event for a streaming job; a plain one reads its samples),
+        with its characters' log-probabilities when the row tracks them."""
+        if not self.stream:
+            return
+        row = self.rows[index]
+        start = row.emitted - len(text)  # the row's characters released before these
+        logprobs = row.char_logprobs[start:row.emitted] if row.params.wants_logprobs else None
+        top = row.top[start:row.emitted] if row.params.top_logprobs else None
+        self.events.put(TextEvent(index, text, logprobs, top))
 
     def finish_row(self, index: int, sample: Sample) -> None:
         """Row ``index`` is done with ``sample``; after the last row the job is :attr:`done`."""
@@ -163,19 +187,25 @@ class Batcher:
         self._thread.start()
 
     # ----------------------------------------------------------------- request side
-    def make_rows(self, prompt: str, params: SamplingParams,
-                  new_constraint: Callable[[], Constraint] | None = None) -> list[Row]:
-        """The ``params.candidates`` rows of a request (``best_of``, else ``n``; raises ``SamplingError``
-        for a prompt it cannot encode)."""
-        rows = []
-        for index in range(params.candidates):
-            constraint = new_constraint() if new_constraint is not None else None
-            rows.append(self.batch.make_row(prompt, params, index=index, constraint=constraint))
-        return rows
+    def prepare(self, prompt: str, params: SamplingParams, form: Mapping[str, Any] | None = None) -> PromptRows:
+        """The ``params.candidates`` rows of ``prompt`` (``best_of``, else ``n``) under ``form``.
 
-    def submit(self, rows: Sequence[Row], *, stream: bool = False) -> Job:
-        """Queue a job; it joins the batch at the next step with room.  Raises :class:`QueueFull`."""
-        job = Job(list(rows), stream=stream)
+        Raises ``TokenizerError`` or ``SamplingError`` for a prompt the model cannot read and
+        ``FormError`` for a form it cannot write, each naming the field."""
+        self.loaded.tokenizer.encode(prompt)  # TokenizerError: a 422 naming the prompt
+        read, new_constraint, echo = prompt, None, ""
+        prepared = prepare_form(form, self.loaded, prompt)
+        if prepared is not None:
+            read, new_constraint, echo = prepared.prompt, prepared.new_constraint, prepared.echo
+        rows = [self.batch.make_row(read, params, index=index,
+                                    constraint=new_constraint() if new_constraint else None)
+                for index in range(params.candidates)]
+        return PromptRows(read, echo, rows)
+
+    def submit(self, parts: Sequence[PromptRows], *, stream: bool = False) -> Job:
+        """Queue the rows of ``parts`` as one job; it joins the batch at the next step with room.
+        Raises :class:`QueueFull`, or :class:`JobFailed` while the worker is stopping."""
+        job = Job([row for part in parts for row in part.rows], stream=stream)
         for index, row in enumerate(job.rows):
             row.tag = (job, index)
         with self._cond:

@@ -23,7 +23,6 @@ from server.api import (
     check_limits,
     job_error,
     model_batcher,
-    prepare_rows,
     read_json_object,
     refuse_ranked_stream,
     sse_response,
@@ -33,7 +32,7 @@ from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, Jo
 from server.errors import APIError
 from server.openai_schemas import DEFAULTS, Completion, CompletionRequest
 from textgen.evaluation import continuation_logprobs
-from textgen.sampling import Row, Sample, SamplingParams, select_best
+from textgen.sampling import Sample, SamplingParams, select_best
 
 bp = Blueprint("openai", __name__)
 
@@ -101,12 +100,8 @@ def plan() -> Planned:
     if req.stream:
         refuse_ranked_stream(params)
     batcher = model_batcher(req.model)
-    prompts, rows = [], []
-    for prompt in req.prompts():
-        read, prompt_rows, _ = prepare_rows(batcher, prompt, params, req.form)
-        prompts.append(read)
-        rows.extend(prompt_rows)
-    return Planned(req, params, batcher, prompts, batcher.submit(rows, stream=req.stream))
+    parts = [batcher.prepare(prompt, params, req.form) for prompt in req.prompts()]
+    return Planned(req, params, batcher, [part.read for part in parts], batcher.submit(parts, stream=req.stream))
 
 
 @bp.post("/v1/completions")
@@ -183,18 +178,17 @@ def stream(planned: Planned) -> Response:
         return _data({"id": planned.id, "object": "text_completion", "created": planned.created, "model": req.model,
                       "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": lp}]})
 
-    def text_chunk(index: int, text: str) -> str:
-        row: Row = job.rows[index]  # the worker records a character's numbers before it releases its text
+    def text_chunk(event: TextEvent) -> str:
+        index, text = event.index, event.text
         start, sent[index] = sent[index], sent[index] + len(text)
-        lp = logprobs(planned, index // planned.params.n, text, row.char_logprobs[start:sent[index]],
-                      row.top[start:sent[index]], offset=len(planned.echo(index // planned.params.n)) + start,
-                      with_echo=False)
+        lp = logprobs(planned, index // planned.params.n, text, event.logprobs, event.top,
+                      offset=len(planned.echo(index // planned.params.n)) + start, with_echo=False)
         return chunk(index, text, lp=lp)
 
     def render(event: JobEvent) -> str:
         match event:
-            case TextEvent(index, text):
-                return text_chunk(index, text)
+            case TextEvent():
+                return text_chunk(event)
             case FinishEvent(index, sample):
                 return chunk(index, "", FINISH_REASONS[sample.finish_reason])
             case ErrorEvent():

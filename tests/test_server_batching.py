@@ -59,8 +59,13 @@ def batcher_of(english: LoadedModel) -> Iterator[Callable[..., Batcher]]:
         batcher.close()
 
 
-def submit(batcher: Batcher, params: SamplingParams, **kwargs) -> Job:
-    return batcher.submit(batcher.make_rows("the", params, **kwargs), stream=True)
+def submit(batcher: Batcher, params: SamplingParams, constraint: type | None = None) -> Job:
+    """A streaming job of ``params`` after "the" (each row under a ``constraint()`` of its own if given)."""
+    part = batcher.prepare("the", params)
+    if constraint is not None:
+        for row in part.rows:
+            row.constraint = constraint()
+    return batcher.submit([part], stream=True)
 
 
 def next_event(job: Job) -> JobEvent:
@@ -128,7 +133,7 @@ def test_a_step_that_raises_fails_the_running_jobs_and_the_worker_serves_on(batc
     batcher = batcher_of(max_batch_size=4)
     bystander = submit(batcher, LONG)
     assert isinstance(next_event(bystander), TextEvent)
-    broken = submit(batcher, SHORT, new_constraint=BrokenForm)  # joins the batch: the next step raises
+    broken = submit(batcher, SHORT, constraint=BrokenForm)  # joins the batch: the next step raises
     for job in (broken, bystander):
         assert last_event(job) == ErrorEvent(RESET_MESSAGE) and job.error == RESET_MESSAGE
     assert not batcher.busy()
