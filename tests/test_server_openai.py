@@ -55,6 +55,19 @@ def test_streaming_sends_the_same_text_in_chunks_then_done(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 30
 
 
+def test_a_stream_s_log_probabilities_are_the_whole_answer_s(client):
+    """Each chunk carries its own characters' numbers, with offsets that run on across chunks."""
+    whole = client.completions.create(model=TANG, prompt="月", max_tokens=20, seed=4, logprobs=2).choices[0]
+    chunks = [c.choices[0] for c in client.completions.create(model=TANG, prompt="月", max_tokens=20, seed=4,
+                                                                 logprobs=2, stream=True) if c.choices[0].text]
+    assert len(chunks) > 2 and "".join(c.text for c in chunks) == whole.text
+    assert [t for c in chunks for t in c.logprobs.tokens] == whole.logprobs.tokens
+    assert [o for c in chunks for o in c.logprobs.text_offset] == list(range(20))
+    streamed = [v for c in chunks for v in c.logprobs.token_logprobs]
+    assert streamed == pytest.approx(whole.logprobs.token_logprobs, abs=1e-6)
+    assert [t for c in chunks for t in c.logprobs.top_logprobs] == whole.logprobs.top_logprobs
+
+
 def test_n_samples_under_a_form_from_extra_body(client):
     completion = client.completions.create(model=TANG, prompt="", n=3, seed=3, temperature=1.0,
                                            extra_body={"form": POEM, "top_k": 40, "repetition_penalty": 1.1})
