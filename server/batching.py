@@ -48,6 +48,8 @@ class TextEvent:
 
     index: int
     text: str
+    start: int
+    """Where ``text`` starts in the row's generated text (its characters released before)."""
     logprobs: list[float] | None = None
     """Each character's log-probability, for a row that tracks them."""
     top: list[dict[str, float]] | None = None
@@ -127,9 +129,10 @@ class Job:
             return
         row = self.rows[index]
         start = row.emitted - len(text)  # the row's characters released before these
+        # the worker records a character's numbers before it releases its text
         logprobs = row.char_logprobs[start:row.emitted] if row.params.wants_logprobs else None
         top = row.top[start:row.emitted] if row.params.top_logprobs else None
-        self.events.put(TextEvent(index, text, logprobs, top))
+        self.events.put(TextEvent(index, text, start, logprobs, top))
 
     def finish_row(self, index: int, sample: Sample) -> None:
         """Row ``index`` is done with ``sample``; after the last row the job is :attr:`done`."""

@@ -172,7 +172,6 @@ def _data(payload: dict[str, Any]) -> str:
 def stream(planned: Planned) -> Response:
     """Completion chunks: the echoed prompts, text as it is written, a finish chunk per choice, [DONE]."""
     req, job = planned.request, planned.job
-    sent = [0] * len(job.rows)  # characters of each choice's generated text sent so far
 
     def chunk(index: int, text: str, finish: str | None = None, lp: dict | None = None) -> str:
         return _data({"id": planned.id, "object": "text_completion", "created": planned.created, "model": req.model,
@@ -180,9 +179,8 @@ def stream(planned: Planned) -> Response:
 
     def text_chunk(event: TextEvent) -> str:
         index, text = event.index, event.text
-        start, sent[index] = sent[index], sent[index] + len(text)
         lp = logprobs(planned, index // planned.params.n, text, event.logprobs, event.top,
-                      offset=len(planned.echo(index // planned.params.n)) + start, with_echo=False)
+                      offset=len(planned.echo(index // planned.params.n)) + event.start, with_echo=False)
         return chunk(index, text, lp=lp)
 
     def render(event: JobEvent) -> str:
