@@ -18,6 +18,7 @@ import abc
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -334,15 +335,34 @@ class PieceTables:
 piece_tables = per_tokenizer(PieceTables)
 
 
-@contextlib.contextmanager
-def _onednn(enabled: bool):
-    """Switch torch's oneDNN (mkldnn) kernels on or off for a block."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
+class _OneDnnSwitch:
+    """torch's oneDNN (mkldnn) switch for a block.  The switch is process-wide, so blocks that overlap
+    on several threads (the decoding workers of a server's models) share it: the first to
+    enter sets it, the last to leave restores it.  (Overlapping blocks that want different settings
+    get the first one's.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = True
+
+    @contextlib.contextmanager
+    def __call__(self, enabled: bool):
+        with self._lock:
+            if not self._users:
+                self._before = torch.backends.mkldnn.enabled
+                torch.backends.mkldnn.enabled = enabled
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if not self._users:
+                    torch.backends.mkldnn.enabled = self._before
+
+
+_onednn = _OneDnnSwitch()
 
 
 def _make_generator(seed: int | None) -> torch.Generator:
