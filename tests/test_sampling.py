@@ -28,6 +28,19 @@ def test_temperature_zero_top_k_one_and_tiny_top_p_are_greedy():
     assert torch.equal(sample_tokens(logits, *row_settings(6, top_p=1e-6), u), best)
 
 
+def test_a_row_draws_the_same_token_whatever_its_neighbours_truncate():
+    logits = torch.randn(1, 300)
+    for u in torch.linspace(0, 0.999, 40):
+        alone = sample_tokens(logits, *row_settings(1), u.repeat(1))
+        for top_k, top_p in ((5, 1.0), (0, 0.5)):
+            mixed = sample_tokens(logits.repeat(2, 1), torch.ones(2), torch.tensor([0, top_k]),
+                                  torch.tensor([1.0, top_p]), u.repeat(2))
+            assert mixed[0] == alone[0]
+            truncated_alone = sample_tokens(logits, torch.ones(1), torch.tensor([top_k]), torch.tensor([top_p]),
+                                            u.repeat(1))
+            assert mixed[1] == truncated_alone[0]
+
+
 def test_masked_tokens_are_never_drawn_and_rows_keep_their_settings():
     logits = torch.zeros(2, 10)
     logits[:, 5:] = float("-inf")

@@ -166,25 +166,30 @@ def sample_tokens(
         # p_i >= min_p * p_max  <=>  scaled_i >= max(scaled) + log(min_p)
         floor = scaled.max(dim=-1, keepdim=True).values + torch.log(min_p.clamp(min=1e-30))[:, None]
         scaled = scaled.masked_fill((scaled < floor) & (min_p[:, None] > 0), float("-inf"))
-    truncate = bool(((top_k > 0) & (top_k < V)).any() or (top_p < 1.0).any())
-    if truncate:
-        scaled, order = scaled.sort(dim=-1, descending=True)  # (B, V)
+    # A row that truncates draws in the order of its ranked tokens, one that does not in the order of
+    # the vocabulary, whatever its neighbours do: a seeded row writes the same text alone or batched.
+    truncating = ((top_k > 0) & (top_k < V)) | (top_p < 1.0)
+    drawn = None if bool(truncating.all()) else _inverse_cdf(scaled, uniforms)
+    if bool(truncating.any()):
+        ranked, order = scaled.sort(dim=-1, descending=True)  # (B, V)
         ranks = torch.arange(V, device=logits.device)[None, :]
         k = torch.where(top_k > 0, top_k, torch.full_like(top_k, V))[:, None]
-        scaled = scaled.masked_fill(ranks >= k, float("-inf"))
-        probs = torch.softmax(scaled, dim=-1)
+        ranked = ranked.masked_fill(ranks >= k, float("-inf"))
+        probs = torch.softmax(ranked, dim=-1)
         before = probs.cumsum(dim=-1) - probs  # probability mass ranked above each token
-        scaled = scaled.masked_fill((before >= top_p[:, None]) & (ranks > 0), float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)  # (B, V)
-    cdf = probs.cumsum(dim=-1)
-    targets = (uniforms * cdf[:, -1])[:, None]
-    drawn = torch.searchsorted(cdf, targets, right=True).clamp_(max=V - 1)[:, 0]  # (B,)
-    if truncate:
-        drawn = order.gather(1, drawn[:, None])[:, 0]
+        ranked = ranked.masked_fill((before >= top_p[:, None]) & (ranks > 0), float("-inf"))
+        drawn_ranked = order.gather(1, _inverse_cdf(ranked, uniforms)[:, None])[:, 0]
+        drawn = drawn_ranked if drawn is None else torch.where(truncating, drawn_ranked, drawn)
     if not bool(greedy.any()):
         return drawn
-    argmax = order[:, 0] if truncate else logits.argmax(dim=-1)
-    return torch.where(greedy, argmax, drawn)
+    return torch.where(greedy, logits.argmax(dim=-1), drawn)
+
+
+def _inverse_cdf(scaled: Tensor, uniforms: Tensor) -> Tensor:
+    """Each row's token whose cumulative probability (under softmax of ``scaled``) first passes its uniform."""
+    cdf = torch.softmax(scaled, dim=-1).cumsum(dim=-1)
+    targets = (uniforms * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, targets, right=True).clamp_(max=scaled.shape[-1] - 1)[:, 0]
 
 
 class Constraint(abc.ABC):
