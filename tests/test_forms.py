@@ -29,7 +29,7 @@ from textgen.forms import (
     rhymes,
 )
 from textgen.forms.latex import LatexGrammar, latex_tables
-from textgen.forms.latex_vocab import Vocabulary, build_vocabulary, theorem_environments
+from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig, build_vocabulary, theorem_environments
 from textgen.forms.rhyme import final_of
 from textgen.forms.tang import tang_tables
 from textgen.sampling import SamplingParams, generate
@@ -159,6 +159,7 @@ def test_a_seeded_poem_is_the_same_alone_and_batched(tang):
 
 
 # --------------------------------------------------------------------------- LaTeX: always closed
+MIN_LETTERS = VocabularyConfig.min_env_letters  # what a lemma or proof holds, at least
 # (tests/test_latex_compile.py compiles such samples with pdflatex; here the structure is checked.)
 LATEX_CASES = [
     ({"kind": "latex", "environment": "lemma"}, ""),
@@ -204,10 +205,12 @@ def test_every_latex_sample_is_closed(stacks, form, prompt):
 
 def test_latex_closes_within_budget_without_a_prompt_overrun(stacks):
     prepared = prepare_form({"kind": "latex", "environment": "lemma"}, stacks)
-    for s in sample(stacks, prepared, 3, {"temperature": 1.0}, max_new_chars=len("\\end{lemma}")):
-        assert s.text == "\\end{lemma}"  # exactly the room to close: the closing is forced at once
+    closing = len("\\end{lemma}") + MIN_LETTERS  # a lemma holds a few letters before it may end
+    for s in sample(stacks, prepared, 3, {"temperature": 1.0}, max_new_chars=closing):
+        # exactly the room to close: the letters it owes, then the closing, forced at once
+        assert s.text.endswith("\\end{lemma}") and s.text[:MIN_LETTERS].isalpha() and len(s.text) == closing
     for s in sample(stacks, prepared, 4, {"temperature": 1.0}, max_new_chars=0):
-        assert s.text == "\\end{lemma}" and s.generated_chars == 11  # over budget by the prompt's closing
+        assert s.text.endswith("\\end{lemma}") and s.generated_chars == closing  # over budget by the closing
 
 
 def test_the_vocabulary_comes_from_the_corpus_and_the_preamble():
@@ -229,9 +232,12 @@ def test_the_vocabulary_comes_from_the_corpus_and_the_preamble():
 
 @pytest.mark.parametrize("text,closing", [
     ("", 0), ("{", 1), ("$x", 1), ("$x^", 2), ("$\\mathcal", 3), ("\\label", 3), ("\\", 1), ("% {", 1),
-    ("\\begin{lemma}", 11), ("\\begin{lemma}\\", 10), ("\\begin{lemma}\\en", 8), ("\\begin{lemma}\\end{", 6),
-    ("\\begin", 18), ("\\begin{", 17), ("\\begin{le", 15),  # lemma is the shortest to open and close
-    ("\\begin{lemma}\\begin{enumerate}", 11 + len("\\item\\end{enumerate}")),
+    ("\\begin{lemma}", 11 + MIN_LETTERS), ("\\begin{lemma}Pro", 11 + MIN_LETTERS - 3),  # letters owed first
+    ("\\begin{lemma}Lemmas", 11), ("\\begin{lemma}Lemmas\\", 10), ("\\begin{lemma}Lemmas\\en", 8),
+    ("\\begin{lemma}Lemmas\\end{", 6), ("\\begin{lemma}\\", 11 + MIN_LETTERS + 1),  # a control symbol, then
+    ("\\begin", 20), ("\\begin{", 19), ("\\begin{al", 17),  # align* is the shortest to open and close
+    ("\\begin{le", 15 + MIN_LETTERS),
+    ("\\begin{lemma}\\begin{enumerate}", 11 + MIN_LETTERS + len("\\item\\end{enumerate}")),
 ])
 def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
     state = shipped_grammar.start().read(text)
@@ -243,7 +249,8 @@ def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
     "$x^2^3$", "$x_1_2$", "$x^2'$", "a^b", "a_b", "a&b", "#", "\\item", "\\undefinedcommand", "\\mathcal{F}",
     "$\\mathcal$", "$\\mathcal F$", "$x\n\ny$", "$\\end{lemma}", "$$x$ $", "$a$$b$", "{a\n\nb}",
     "\\begin{lemma}\\begin{lemma}", "\\begin{lemma}\\section{A}", "\\begin{proof}",
-    "\\begin{lemma}a\\end{lemma}\\begin{proof}a\\end{proof}\\begin{proof}",
+    "\\begin{lemma}Lemmas\\end{lemma}\\begin{proof}Proofs\\end{proof}\\begin{proof}",
+    "\\begin{lemma}\\end{lemma}", "\\begin{lemma}Short\\end{lemma}", "\\begin{lemma}\\label{a}$x$\\end{lemma}",
     "\\begin{lemma}\\begin{enumerate}x", "\\begin{lemma}\\item", "\\label{a}\\label{a}", "\\ref{a b}",
     "\\section{$x$}", "\\begin{lemma}[", "\\begin{lemma}\\begin{enumerate}\\item [",
 ])
@@ -252,8 +259,8 @@ def test_latex_grammar_refuses_what_pdflatex_would_refuse(shipped_grammar, text)
 
 
 @pytest.mark.parametrize("text", [
-    "\\begin{lemma}a\\end{lemma}\n\\begin{proof}b\\end{proof}", "$x'^2_3$", "$x_3'$", "$x^{a}_{b}$", "$$x$$", "$a$ $b$",
-    "\\label{a}\\label{ab}", "\\begin{lemma}\\begin{enumerate}\n\\item $x$\n\\end{enumerate}\\end{lemma}",
+    "\\begin{lemma}Lemmas\\end{lemma}\n\\begin{proof}Omitted.\\end{proof}", "$x'^2_3$", "$x_3'$", "$x^{a}_{b}$", "$$x$$", "$a$ $b$",
+    "\\label{a}\\label{ab}", "\\begin{lemma}Assume:\\begin{enumerate}\n\\item $x$\n\\end{enumerate}\\end{lemma}",
     "$\\text{a $x$ b}$", "\\section{Intro}\n\nText.",
 ])
 def test_latex_grammar_reads_what_compiles(shipped_grammar, text):

@@ -16,7 +16,7 @@ import pytest
 
 from textgen.export import export_model, load_export
 from textgen.forms import prepare_form
-from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, compile_latex, wrap_document
+from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, VocabularyConfig, compile_latex, wrap_document
 from textgen.models import Seq2SeqLM
 from textgen.sampling import SamplingParams, generate
 
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(
            "texlive-pictures lmodern; .ci/run installs them)")
 
 ENVIRONMENTS = ["lemma", "proof", "definition", None]
+MIN_LETTERS = VocabularyConfig.min_env_letters  # what a lemma or proof holds, at least
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +70,8 @@ def assert_all_compile(loaded, texts: list[tuple[str, str]]) -> None:
 
 def test_an_untrained_models_latex_compiles(untrained):
     # Random weights write random characters: only the form stands between them and pdflatex.
-    # Budgets from the documented minimum (the form's own closing, 11 for lemma) up.
-    texts = samples_of(untrained, [1.0, 2.0], [11, 120], n=2)
+    # Budgets from the documented minimum (the form's own closing: 6 letters and \end{lemma} for a lemma) up.
+    texts = samples_of(untrained, [1.0, 2.0], [MIN_LETTERS + len("\\end{lemma}"), 120], n=2)
     assert any("\\" in text[len("\\begin{lemma}\n"):] for _, text in texts)  # not all plain letters
     assert_all_compile(untrained, texts)
 
@@ -86,7 +87,8 @@ def test_below_the_minimum_the_text_still_compiles(trained):
     got = generate(trained, prepared.prompt, SamplingParams(n=2, seed=1, max_new_chars=0),
                    constraint=lambda i: prepared.new_constraint())
     texts = [("lemma, prompt 'Let $x^', max_new_chars=0", prepared.echo + s.text) for s in got]
-    assert all(s.generated_chars == len("2$\\end{lemma}") for s in got)  # the closing overruns, no more
+    owed = MIN_LETTERS - len("Let")  # the letters the lemma must still hold
+    assert all(s.generated_chars == len("2$\\end{lemma}") + owed for s in got)  # the closing overruns, no more
     assert_all_compile(trained, texts)
 
 

@@ -27,7 +27,8 @@ The rules (every table comes from the vocabulary, none from a particular corpus)
   an alignment environment, at most the corpus' number per row; ``\\\\`` only in environments
   with rows; ``\\label`` at most once per display row, names never repeated;
 * theorem-like environments (the preamble's ``\\newtheorem``) only at the top level, so never
-  nested; ``proof`` only right after one of them, once; sectioning only at the top level, with a
+  nested; ``proof`` only right after one of them, once; each of them holds a few letters of text
+  (``min_env_letters``) before its ``\\end``, so none is empty; sectioning only at the top level, with a
   plain title; environments only where the corpus opened them (lists no deeper than it did);
 * ``\\begin{...}`` and ``\\end{...}`` never inside a group; ``\\end`` only for the innermost
   environment; ``$`` never closes across a group.
@@ -81,6 +82,7 @@ class Frame:
     flag: bool = False  # list: an \item came; display: a \label in this row; brace: a plain title
     after: int = 0  # arguments still owed after this one
     saved: tuple[int, int] = (FREE, FREE)  # script group: the base's scripts after it closes
+    owed: int = 0  # theorem or proof: letters of text it must still hold before its \end
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class LatexGrammar:
         self.chars["group"] = self.chars.get("text", frozenset()) - {"\n"}
         self.name_chars = {kind: frozenset(chars) for kind, chars in vocab.name_chars.items()}
         self.max_list_depth = vocab.max_list_depth
+        self.min_env_letters = vocab.min_env_letters
         self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -197,8 +200,14 @@ class LatexGrammar:
         return LatexState(self, labels=frozenset(labels), proof_ok=proof_ok)
 
     # ----------------------------------------------------------------- what may be written
+    def env_letters(self, name: str) -> int:
+        """Letters of text the environment must hold before its ``\\end`` (0: it may be empty)."""
+        return self.min_env_letters if self.envs[name]["role"] in ("theorem", "proof") else 0
+
     def env_cost(self, name: str) -> int:
-        return len("\\end{}") + len(name) + (len(ITEM) if self.envs[name]["role"] == "list" else 0)
+        """Length of the shortest text that closes the environment just opened."""
+        role = self.envs[name]["role"]
+        return len("\\end{}") + len(name) + (len(ITEM) if role == "list" else 0) + self.env_letters(name)
 
     def can_begin(self, s: LatexState, name: str) -> bool:
         entry = self.envs.get(name)
@@ -247,7 +256,7 @@ class LatexGrammar:
         envs = [e for e in self.envs if self.can_begin(s, e)]
         if envs:
             yield "begin", 1 + min(len(e) + 1 + self.env_cost(e) for e in envs)
-        if top is not None and top.kind == "env" and not (top.role == "list" and not top.flag):
+        if top is not None and top.kind == "env" and not (top.role == "list" and not top.flag) and not top.owed:
             yield "end", 1 + len(top.name) + 1 - top.cost
         if top is not None and top.role == "list" and not s.math:
             yield "item", 0
@@ -400,7 +409,11 @@ class LatexGrammar:
             return self._math_char(base, ch)
         if ch in "^_&#~":
             return base if ch == "~" and "~" in self.chars.get("text", ()) else None
-        return base if ch in self.chars.get(s.text_mode(), ()) else None
+        if ch not in self.chars.get(s.text_mode(), ()):
+            return None
+        if top is not None and top.owed and ch in _LETTERS:
+            return base._retop(owed=top.owed - 1, cost=top.cost - 1)
+        return base
 
     def _math_char(self, s: LatexState, ch: str) -> LatexState | None:
         top = s.top
@@ -517,7 +530,7 @@ class LatexGrammar:
             name = s.word
             entry = self.envs[name]
             math = entry["role"] in ("display", "inner")
-            frame = Frame("env", name, math, self.env_cost(name), role=entry["role"])
+            frame = Frame("env", name, math, self.env_cost(name), role=entry["role"], owed=self.env_letters(name))
             return s._push(frame, after_cs=True, blank=False, proof_ok=False)
         longer = s.word + ch
         if not any(e.startswith(longer) and self.can_begin(s, e) for e in self.envs):

@@ -102,6 +102,9 @@ class VocabularyConfig:
     """Lists nest at most this deep (LaTeX allows 4), and no deeper than the corpus."""
     verify_timeout_s: float = 60.0
     """Limit on each pdflatex run of :func:`verify_vocabulary`."""
+    min_env_letters: int = 6
+    """Letters of text a theorem-like environment or a proof holds, at least, before its ``\\end``:
+    no empty lemma (the Stacks project's shortest proofs, "Omitted.", have 7)."""
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Vocabulary:
     verified: bool = False
     """Whether every entry was compiled by pdflatex (see :func:`verify_vocabulary`)."""
     source: dict[str, Any] = field(default_factory=dict)
+    min_env_letters: int = VocabularyConfig.min_env_letters
+    """See :class:`VocabularyConfig` (older ``latex.json`` files, without it, get its default)."""
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **asdict(self)}, indent=1,
@@ -363,7 +368,8 @@ def build_vocabulary(corpus: str, preamble: str, config: VocabularyConfig | None
     name_chars = {kind: "".join(sorted(c for c, uses in counts.items() if uses >= m and c in SAFE_NAME_CHARS))
                   for kind, counts in scan.name_chars.items()}
     return Vocabulary(commands, chars, environments, name_chars,
-                      min(max(scan.list_depth, 1), config.max_list_depth), False, dict(source or {}))
+                      min(max(scan.list_depth, 1), config.max_list_depth), False, dict(source or {}),
+                      config.min_env_letters)
 
 
 def _plain_char(ch: str, mode: str) -> bool:
