@@ -22,7 +22,11 @@ order for every vocabulary.  ``--same-rows`` measures, right after each level of
 client, the engine alone on exactly the requests that level sent (same prompts, seeds and length,
 ``clients`` rows stepped together from their start to their end, round after round, one torch
 thread, the server's weights): the level's characters/s as a share of it is what HTTP, JSON,
-threads and the batcher cost.
+threads and the batcher cost.  Right after that it measures the server's own batcher
+(:class:`server.batching.Batcher`, the settings of ``conf/server.yaml``) in this process, fed the
+same requests by as many closed-loop threads, with no HTTP: the share of that is what HTTP, JSON
+and the request threads cost, apart from what dynamic batching costs (rows that join and re-read
+their contexts at different steps, so the encoder runs on fewer rows at a time than in lockstep).
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from server.batching import Batcher  # noqa: E402
+from server.metrics import Metrics  # noqa: E402
+from server.settings import load_settings  # noqa: E402
 from textgen.export import export_model, load_export  # noqa: E402
 from textgen.models import ModelConfig, Seq2SeqLM  # noqa: E402
 from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
@@ -210,14 +217,46 @@ def same_rows(path: Path, quantize: str, texts: list[str], clients: int, per_cli
             "requests_per_s": round(clients * per_client / seconds, 2), "chars_per_s": round(chars / seconds)}
 
 
+def same_jobs(path: Path, quantize: str, texts: list[str], clients: int, per_client: int) -> dict:
+    """The server's batcher alone on the requests of a level: ``clients`` closed-loop threads submit
+    them as jobs, as the HTTP clients send them, with the server's batching settings."""
+    settings = load_settings({"quantize": quantize})
+    loaded = load_export(path, quantize=quantize)
+    batching = settings.batching.model_copy(update={"queue_length": max(settings.batching.queue_length, clients)})
+    batcher = Batcher(path.name, loaded, batching, metrics=Metrics(), onednn=settings.onednn)
+    chars = [0]
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        for i in range(per_client):
+            body = request_body(path.name, texts, k, i, per_client)
+            params = SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
+                                    seed=body["seed"])
+            job = batcher.submit([batcher.prepare(body["prompt"], params)])
+            job.done.wait()
+            with lock:
+                chars[0] += sum(sample.generated_chars for sample in job.samples.values())
+
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            for future in [pool.submit(client, k) for k in range(clients)]:
+                future.result()
+        seconds = time.perf_counter() - started
+    finally:
+        batcher.close()
+    return {"requests": clients * per_client, "seconds": round(seconds, 2),
+            "requests_per_s": round(clients * per_client / seconds, 2), "chars_per_s": round(chars[0] / seconds)}
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| vocabulary | weights | batching | clients | requests | req/s | chars/s | p50 s | p99 s | of engine |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| vocabulary | weights | batching | clients | requests | req/s | chars/s | p50 s | p99 s | of engine "
+             "| of batcher |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        share = f"{r['engine_share']:.1%}" if "engine_share" in r else ""
+        shares = [f"{r[key]:.1%}" if key in r else "" for key in ("engine_share", "batcher_share")]
         lines.append(f"| {r['vocab']} ({r['vocab_size']}) | {r['quantize']} | {r['batching']} | {r['clients']} | "
                      f"{r['requests']} | {r['requests_per_s']} | {r['chars_per_s']:,} | {r['p50_s']} | {r['p99_s']} | "
-                     f"{share} |")
+                     f"{shares[0]} | {shares[1]} |")
     return "\n".join(lines)
 
 
@@ -236,7 +275,8 @@ def main() -> None:
     parser.add_argument("--quantize", nargs="+", default=["none"], choices=["none", "int8", "auto"],
                         help="weights of the server (TEXTGEN_QUANTIZE), each in turn")
     parser.add_argument("--same-rows", action="store_true",
-                        help="after each level of >1 client, the engine alone on the same requests")
+                        help="after each level of >1 client, the engine alone, then the server's batcher "
+                             "without HTTP, on the same requests")
     parser.add_argument("--tang-export", default=SHIPPED["tang"], help="--shipped: the Tang export to serve")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -273,6 +313,8 @@ def main() -> None:
                             if args.same_rows and clients > 1 and batching == "on":
                                 level["engine"] = same_rows(path, quantize, texts, clients, per_client)
                                 level["engine_share"] = round(level["chars_per_s"] / level["engine"]["chars_per_s"], 3)
+                                level["batcher"] = same_jobs(path, quantize, texts, clients, per_client)
+                                level["batcher_share"] = round(level["chars_per_s"] / level["batcher"]["chars_per_s"], 3)
                             results["levels"].append(level)
                             print(json.dumps(level), flush=True)
                     finally:
