@@ -213,6 +213,35 @@ def test_latex_closes_within_budget_without_a_prompt_overrun(stacks):
         assert s.text.endswith("\\end{lemma}") and s.generated_chars == closing  # over budget by the closing
 
 
+@pytest.mark.parametrize("environment", ["lemma", None])
+def test_past_its_share_a_piece_closes_at_the_end_of_a_sentence(stacks, environment):
+    # The paper's pieces: the same draws as without it up to the first sentence end past the share
+    # (40 characters), then at once the closing; the budget (400) still bounds the rest.
+    prepared = prepare_form({"kind": "latex", "environment": environment}, stacks)
+    end = f"\\end{{{environment}}}" if environment else ""
+
+    def closing_at_sentences(index):
+        form = prepared.new_constraint()
+        form.close_after_sentence(40)
+        return form
+
+    params = SamplingParams(n=16, seed=7, temperature=1.0, max_new_chars=400)
+    plain = generate(stacks, prepared.prompt, params, constraint=lambda i: prepared.new_constraint())
+    closed = generate(stacks, prepared.prompt, params, constraint=closing_at_sentences)
+    at_sentence = 0
+    for a, b in zip(plain, closed):
+        assert latex_problems(prepared.prompt + b.text) == [] and b.text.endswith(end)
+        if b.text == a.text:
+            continue  # no sentence ended past the share before the model or the budget did
+        closing = re.search(r"[.?!][ \n]((?:\\end\{[a-z*]+\})*)$", b.text)  # a sentence end, then closings
+        assert closing, b.text
+        said = b.text[:len(b.text) - len(closing.group(1))]
+        assert a.text.startswith(said) and len(said) > 40
+        assert b.finish_reason == "form_complete"
+        at_sentence += 1
+    assert at_sentence >= 4
+
+
 def test_the_vocabulary_comes_from_the_corpus_and_the_preamble():
     val, preamble = DATA_DIR / "stacks" / "val.txt", DATA_DIR / "stacks" / "preamble.tex"
     if not val.is_file() or not preamble.is_file():
@@ -253,6 +282,7 @@ def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
     "\\begin{lemma}\\end{lemma}", "\\begin{lemma}Short\\end{lemma}", "\\begin{lemma}\\label{a}$x$\\end{lemma}",
     "\\begin{lemma}\\begin{enumerate}x", "\\begin{lemma}\\item", "\\label{a}\\label{a}", "\\ref{a b}",
     "\\section{$x$}", "\\begin{lemma}[", "\\begin{lemma}\\begin{enumerate}\\item [",
+    "$ab c$", "$Let us$", "\\begin{equation}\nLet us see\n\\end{equation}",  # no prose in math
 ])
 def test_latex_grammar_refuses_what_pdflatex_would_refuse(shipped_grammar, text):
     assert shipped_grammar.start().read(text) is None
@@ -262,6 +292,7 @@ def test_latex_grammar_refuses_what_pdflatex_would_refuse(shipped_grammar, text)
     "\\begin{lemma}Lemmas\\end{lemma}\n\\begin{proof}Omitted.\\end{proof}", "$x'^2_3$", "$x_3'$", "$x^{a}_{b}$", "$$x$$", "$a$ $b$",
     "\\label{a}\\label{ab}", "\\begin{lemma}Assume:\\begin{enumerate}\n\\item $x$\n\\end{enumerate}\\end{lemma}",
     "$\\text{a $x$ b}$", "\\section{Intro}\n\nText.",
+    "$x y$", "$f g h$", "$ab \\alpha c$", "$\\text{as in} x$", "$ab_c d$",  # letters, but not prose
 ])
 def test_latex_grammar_reads_what_compiles(shipped_grammar, text):
     state = shipped_grammar.start().read(text)

@@ -32,7 +32,7 @@ from textgen.atomic import atomic_write_bytes, atomic_write_text
 from textgen.cli import hydra_command
 from textgen.export import ExportError, LoadedModel, load_export, resolve_export
 from textgen.forms import FormError, prepare_latex
-from textgen.forms.latex import latex_tables
+from textgen.forms.latex import LatexConstraint, latex_tables
 from textgen.forms.latex_vocab import compile_latex, pdflatex_available, wrap_document
 from textgen.sampling import SamplingParams, generate
 
@@ -65,14 +65,23 @@ class PaperWriter:
         self.seed = cfg.seed
 
     def _sample(self, environment: str | None, prompt: str, context: str, max_chars: int,
-                stop: tuple[str, ...] = ()) -> tuple[str, str]:
-        """(echo, text) of one piece under the latex form after ``context``."""
+                stop: tuple[str, ...] = (), sentence: bool = True) -> tuple[str, str]:
+        """(echo, text) of one piece under the latex form after ``context``: about ``max_chars``
+        characters, to the end of a sentence (``sentence``) or cut at ``max_chars``."""
         prepared = prepare_latex(self.loaded, environment, prompt, context)
-        params = SamplingParams(max_new_chars=max_chars, temperature=float(self.cfg.temperature),
+        budget = max_chars + int(self.cfg.sentence_chars) if sentence else max_chars
+        params = SamplingParams(max_new_chars=budget, temperature=float(self.cfg.temperature),
                                 top_k=int(self.cfg.top_k), top_p=float(self.cfg.top_p), seed=self.seed, stop=stop)
         if self.seed is not None:
             self.seed += 1
-        sample = generate(self.loaded, prepared.prompt, params, constraint=lambda i: prepared.new_constraint())[0]
+
+        def constraint(index: int) -> LatexConstraint:
+            form = prepared.new_constraint()
+            if sentence:
+                form.close_after_sentence(max_chars)
+            return form
+
+        sample = generate(self.loaded, prepared.prompt, params, constraint=constraint)[0]
         self.chars += sample.generated_chars
         return prepared.echo, sample.text
 
@@ -83,7 +92,7 @@ class PaperWriter:
 
     def heading(self, context: str) -> str:
         """A title the model writes as if opening a section (plain text, no closing brace)."""
-        _, text = self._sample(None, "\\section{", context, int(self.cfg.title_chars), stop=("}",))
+        _, text = self._sample(None, "\\section{", context, int(self.cfg.title_chars), stop=("}",), sentence=False)
         return " ".join(text.split()) or "Notes"
 
     def section(self, index: int, body: str) -> str:

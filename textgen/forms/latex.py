@@ -22,7 +22,8 @@ The rules (every table comes from the vocabulary, none from a particular corpus)
 * math mode: ``$``, ``$$``, ``\\[ \\]``, ``\\( \\)``, display environments and math environments
   inside math, ``\\text{...}`` and the other text-argument commands back to text; ``^`` and ``_``
   only in math, each at most once per base (``'`` counts as ``^``), always with their script;
-  no blank line in math, in a group or in an argument;
+  no blank line in math, in a group or in an argument; no prose in math (a word of letters and a
+  space are never followed by a letter: sentences go in ``\\text{...}``);
 * ``\\item`` only directly in a list, and a list's first thing is an ``\\item``; ``&`` only in
   an alignment environment, at most the corpus' number per row; ``\\\\`` only in environments
   with rows; ``\\label`` at most once per display row, names never repeated;
@@ -67,6 +68,8 @@ TOP_TEXT_ONLY = frozenset({"footnote"})
 _INF = 10**9
 _SLACK_CAP = 40  # no single character adds more to the closing than this
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+SENTENCE_ENDS = ".?!"
+SPACED = -1  # LatexState.math_word after a word in math and a space
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Frame:
     flag: bool = False  # list: an \item came; display: a \label in this row; brace: a plain title
     after: int = 0  # arguments still owed after this one
     saved: tuple[int, int] = (FREE, FREE)  # script group: the base's scripts after it closes
-    owed: int = 0  # theorem or proof: letters of text it must still hold before its \end
+    owed: int = 0  # theorem or proof: letters of text it must still hold (anywhere in it) before its \end
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class LatexState:
     need: int = 0  # NEED_ARG: arguments owed
     kind: str = ""  # NAME_ARG: "label" | "ref" | "cite"
     labels: frozenset[str] = frozenset()
+    math_word: int = 0  # math: letters of the word just written (capped), or SPACED after it and a space
 
     # ----------------------------------------------------------------- what is open
     @property
@@ -116,10 +120,13 @@ class LatexState:
         return bool(self.stack) and self.stack[-1].math
 
     def key(self) -> tuple:
-        """What the next character's fate depends on (the deeper frames and the cost do not)."""
+        """What the next character's fate depends on (the deeper frames and the cost do not, except
+        the letters the outermost environment still owes, which every letter pays)."""
         depth = sum(1 for f in self.stack if f.role == "list")
+        owed = self.stack[0].owed if self.stack else 0
         return (self.mode, self.word, self.matched, self.top, self.sup, self.sub, self.script, self.blank,
-                self.after_cs, self.proof_ok, self.closed_math, self.need, self.kind, not self.stack, depth)
+                self.after_cs, self.proof_ok, self.closed_math, self.need, self.kind, not self.stack, depth,
+                self.math_word, owed)
 
     @property
     def at_env_level(self) -> bool:
@@ -186,6 +193,7 @@ class LatexGrammar:
         self.name_chars = {kind: frozenset(chars) for kind, chars in vocab.name_chars.items()}
         self.max_list_depth = vocab.max_list_depth
         self.min_env_letters = vocab.min_env_letters
+        self.math_word_letters = vocab.math_word_letters
         self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -330,6 +338,24 @@ class LatexGrammar:
 
     # ----------------------------------------------------------------- reading
     def step(self, s: LatexState, ch: str) -> LatexState | None:
+        after = self._read(s, ch)
+        if after is None or not (after.math_word or (after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR))):
+            return after
+        return self._math_words(s, after, ch)
+
+    def _math_words(self, s: LatexState, after: LatexState, ch: str) -> LatexState | None:
+        """No prose in math: after a word (``math_word_letters`` letters or more) and a space, no letter."""
+        word = 0
+        if after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR):  # a character of the formula itself
+            if ch in _LETTERS:
+                if s.math_word == SPACED:
+                    return None
+                word = min(s.math_word + 1, self.math_word_letters)
+            elif ch in " \n":
+                word = SPACED if s.math_word >= self.math_word_letters else 0
+        return replace(after, math_word=word)
+
+    def _read(self, s: LatexState, ch: str) -> LatexState | None:
         mode = s.mode
         if mode == TEXT:
             return self._text(s, ch)
@@ -411,8 +437,10 @@ class LatexGrammar:
             return base if ch == "~" and "~" in self.chars.get("text", ()) else None
         if ch not in self.chars.get(s.text_mode(), ()):
             return None
-        if top is not None and top.owed and ch in _LETTERS:
-            return base._retop(owed=top.owed - 1, cost=top.cost - 1)
+        if s.stack and s.stack[0].owed and ch in _LETTERS:  # only a theorem or proof owes, at the top level
+            first = s.stack[0]
+            paid = replace(first, owed=first.owed - 1, cost=first.cost - 1)
+            return replace(base, stack=(paid,) + base.stack[1:], cost=base.cost - 1)
         return base
 
     def _math_char(self, s: LatexState, ch: str) -> LatexState | None:
@@ -684,12 +712,25 @@ class LatexConstraint(Constraint):
         self.remaining: float = float("inf")
         #: Whether the budget ever bound: from then on only the closing sequence was allowed.
         self.forced = False
+        self.written = 0
+        self.sentence_after: int | None = None
+        #: Past ``sentence_after`` characters a sentence ended: from then on only the closing is allowed.
+        self.closing_sentence = False
+        self._last = ""
+
+    def close_after_sentence(self, chars: int) -> None:
+        """Once ``chars`` characters are written, close at the end of the next sentence (a ``.``,
+        ``?`` or ``!`` then a space or a line break, in text directly in an environment or the
+        document) rather than wherever ``max_new_chars`` runs out; the budget still bounds it."""
+        self.sentence_after = chars
 
     def set_remaining(self, chars: int) -> None:
         """Characters left before ``max_new_chars`` (told by the sampler before each step)."""
         self.remaining = chars
 
     def allowed(self) -> Tensor | None:
+        if self.closing_sentence:
+            return self.tables.mask(self.state, self.state.closing())
         if self.remaining <= self.state.closing():
             self.forced = True
         return self.tables.mask(self.state, self.remaining)
@@ -700,9 +741,17 @@ class LatexConstraint(Constraint):
             if state is None:
                 raise ValueError(f"LaTeX constraint: {ch!r} is not allowed here (masking failed)")
             self.state = state
+            self.written += 1
+            if (self.sentence_after is not None and self.written > self.sentence_after and ch in " \n"
+                    and self._last in SENTENCE_ENDS and state.mode == TEXT and state.at_env_level
+                    and not (state.stack and state.stack[0].owed)):
+                self.closing_sentence = True
+            self._last = ch
 
     def is_complete(self) -> bool:
-        return self.environment is not None and not self.state.stack and self.state.mode == TEXT
+        if not self.state.stack and self.state.mode == TEXT:
+            return self.environment is not None or (self.closing_sentence and not self.state.closing())
+        return False
 
     def must_continue(self) -> bool:
         """The text may not end while something is open."""
