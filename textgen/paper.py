@@ -1,11 +1,12 @@
 """Write a whole paper: ``python -m textgen.paper checkpoint=stacks-gru out=paper.pdf seed=1``.
 
 Options (``conf/paper.yaml``): ``title=...``, ``sections=N``, ``max_chars=...``, ``blocks=[...]``,
-``temperature``, ``top_k``, ``top_p``, ``seed``.  The model writes, piece by piece, a title, sections
+``sentence_chars``, ``temperature``, ``top_k``, ``top_p``, ``seed``.  The model writes, piece by piece, a title, sections
 (each: a title, then the ``blocks``: paragraphs, definitions, lemmas with their proofs, remarks,
 displayed equations) and an abstract; every piece is sampled with :func:`textgen.sampling.generate`
 under the ``latex`` form (:func:`textgen.forms.prepare_latex`), reading the paper so far as its
-context, so labels stay unique and every proof follows its theorem.  The document is the export's
+context, so labels stay unique and every proof follows its theorem; each piece ends at the first
+sentence end past its share of ``max_chars`` (``LatexConstraint.close_after_sentence``).  The document is the export's
 own preamble, then::
 
     \\begin{document}
