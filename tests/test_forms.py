@@ -266,6 +266,7 @@ def test_the_vocabulary_comes_from_the_corpus_and_the_preamble():
     ("\\begin{lemma}Lemmas\\end{", 6), ("\\begin{lemma}\\", 11 + MIN_LETTERS + 1),  # a control symbol, then
     ("\\begin", 20), ("\\begin{", 19), ("\\begin{al", 17),  # align* is the shortest to open and close
     ("\\begin{le", 15 + MIN_LETTERS),
+    ("\\section{", 3), ("\\section{D", 2), ("\\section{Di", 1),  # a title's letters, then "}"
     ("\\begin{lemma}\\begin{enumerate}", 11 + MIN_LETTERS + len("\\item\\end{enumerate}")),
 ])
 def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
@@ -283,6 +284,7 @@ def test_closing_length_is_the_shortest_closing(shipped_grammar, text, closing):
     "\\begin{lemma}\\begin{enumerate}x", "\\begin{lemma}\\item", "\\label{a}\\label{a}", "\\ref{a b}",
     "\\section{$x$}", "\\begin{lemma}[", "\\begin{lemma}\\begin{enumerate}\\item [",
     "$ab c$", "$Let us$", "\\begin{equation}\nLet us see\n\\end{equation}",  # no prose in math
+    "\\section{D}",  # a title holds 2 letters
 ])
 def test_latex_grammar_refuses_what_pdflatex_would_refuse(shipped_grammar, text):
     assert shipped_grammar.start().read(text) is None

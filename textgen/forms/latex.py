@@ -29,7 +29,8 @@ The rules (every table comes from the vocabulary, none from a particular corpus)
   with rows; ``\\label`` at most once per display row, names never repeated;
 * theorem-like environments (the preamble's ``\\newtheorem``) only at the top level, so never
   nested; ``proof`` only right after one of them, once; each of them holds a few letters of text
-  (``min_env_letters``) before its ``\\end``, so none is empty; sectioning only at the top level, with a
+  (``min_env_letters``) before its ``\\end``, so none is empty, and so does a section title
+  (``min_title_letters``); sectioning only at the top level, with a
   plain title; environments only where the corpus opened them (lists no deeper than it did);
 * ``\\begin{...}`` and ``\\end{...}`` never inside a group; ``\\end`` only for the innermost
   environment; ``$`` never closes across a group.
@@ -85,7 +86,7 @@ class Frame:
     flag: bool = False  # list: an \item came; display: a \label in this row; brace: a plain title
     after: int = 0  # arguments still owed after this one
     saved: tuple[int, int] = (FREE, FREE)  # script group: the base's scripts after it closes
-    owed: int = 0  # theorem or proof: letters of text it must still hold (anywhere in it) before its \end
+    owed: int = 0  # theorem, proof, section title: letters of text it must still hold (anywhere in it) before it ends
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ class LatexGrammar:
         self.max_list_depth = vocab.max_list_depth
         self.min_env_letters = vocab.min_env_letters
         self.math_word_letters = vocab.math_word_letters
+        self.min_title_letters = vocab.min_title_letters
         self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -279,7 +281,7 @@ class LatexGrammar:
                 continue
             if name in SECTIONING:
                 if top is None and "text" in entry["modes"]:
-                    yield name, 2
+                    yield name, 2 + self.min_title_letters  # "{", its letters, "}"
                 continue
             if name in TOP_TEXT_ONLY and not s.at_env_level:
                 continue
@@ -414,7 +416,7 @@ class LatexGrammar:
                 return None
             return base._push(Frame("brace", "", math, 1))
         if ch == "}":
-            if top is None or top.kind not in ("brace", "arg", "script"):
+            if top is None or top.kind not in ("brace", "arg", "script") or top.owed:
                 return None
             if top.kind == "script":
                 return base._pop(sup=top.saved[0], sub=top.saved[1])
@@ -547,7 +549,8 @@ class LatexGrammar:
     def _open_arg(self, s: LatexState, name: str, args: int) -> LatexState:
         """Push the frame of ``name``'s next argument (``args`` arguments owed, this one included)."""
         if name in SECTIONING:
-            return s._push(Frame("brace", name, False, 1, flag=True), after_cs=False)
+            letters = self.min_title_letters
+            return s._push(Frame("brace", name, False, 1 + letters, flag=True, owed=letters), after_cs=False)
         math = s.math and name not in TEXT_ARGUMENT_COMMANDS
         return s._push(Frame("arg", name, math, 1 + 2 * (args - 1), after=args - 1), after_cs=False)
 

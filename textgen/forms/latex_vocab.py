@@ -105,6 +105,8 @@ class VocabularyConfig:
     min_env_letters: int = 6
     """Letters of text (outside math) a theorem-like environment or a proof holds, at least, before its ``\\end``:
     no empty lemma (the Stacks project's shortest proofs, "Omitted.", have 7)."""
+    min_title_letters: int = 2
+    """Letters a section title holds, at least (the Stacks project's shortest have 2)."""
     math_word_letters: int = 2
     """In math a run of this many letters is a word, and a word then a space is never followed by a
     letter: sentences go in ``\\text{...}`` (23 of the Stacks project's 89,734 formulas break this)."""
@@ -129,6 +131,7 @@ class Vocabulary:
     min_env_letters: int = VocabularyConfig.min_env_letters
     """See :class:`VocabularyConfig` (older ``latex.json`` files, without it, get its default)."""
     math_word_letters: int = VocabularyConfig.math_word_letters
+    min_title_letters: int = VocabularyConfig.min_title_letters
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **asdict(self)}, indent=1,
@@ -373,7 +376,7 @@ def build_vocabulary(corpus: str, preamble: str, config: VocabularyConfig | None
                   for kind, counts in scan.name_chars.items()}
     return Vocabulary(commands, chars, environments, name_chars,
                       min(max(scan.list_depth, 1), config.max_list_depth), False, dict(source or {}),
-                      config.min_env_letters, config.math_word_letters)
+                      config.min_env_letters, config.math_word_letters, config.min_title_letters)
 
 
 def _plain_char(ch: str, mode: str) -> bool:
