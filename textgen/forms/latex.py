@@ -159,9 +159,14 @@ class LatexState:
 
     def _retop(self, **changes) -> LatexState:
         """The state with the top frame changed (its cost kept in step)."""
-        old = self.stack[-1]
+        return self._reframe(len(self.stack) - 1, **changes)
+
+    def _reframe(self, index: int, **changes) -> LatexState:
+        """The state with frame ``index`` changed (its cost kept in step)."""
+        old = self.stack[index]
         new = replace(old, **changes)
-        return replace(self, stack=self.stack[:-1] + (new,), cost=self.cost - old.cost + new.cost)
+        stack = self.stack[:index] + (new,) + self.stack[index + 1:]
+        return replace(self, stack=stack, cost=self.cost - old.cost + new.cost)
 
     # ----------------------------------------------------------------- closing
     def closing(self) -> int:
@@ -341,14 +346,17 @@ class LatexGrammar:
     # ----------------------------------------------------------------- reading
     def step(self, s: LatexState, ch: str) -> LatexState | None:
         after = self._read(s, ch)
-        if after is None or not (after.math_word or (after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR))):
+        if after is None:
+            return None
+        formula = after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR)  # a character of the formula itself
+        if not (formula or after.math_word):
             return after
-        return self._math_words(s, after, ch)
+        return self._math_words(s, after, ch, formula)
 
-    def _math_words(self, s: LatexState, after: LatexState, ch: str) -> LatexState | None:
+    def _math_words(self, s: LatexState, after: LatexState, ch: str, formula: bool) -> LatexState | None:
         """No prose in math: after a word (``math_word_letters`` letters or more) and a space, no letter."""
         word = 0
-        if after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR):  # a character of the formula itself
+        if formula:
             if ch in _LETTERS:
                 if s.math_word == SPACED:
                     return None
@@ -439,10 +447,9 @@ class LatexGrammar:
             return base if ch == "~" and "~" in self.chars.get("text", ()) else None
         if ch not in self.chars.get(s.text_mode(), ()):
             return None
-        if s.stack and s.stack[0].owed and ch in _LETTERS:  # only a theorem or proof owes, at the top level
-            first = s.stack[0]
-            paid = replace(first, owed=first.owed - 1, cost=first.cost - 1)
-            return replace(base, stack=(paid,) + base.stack[1:], cost=base.cost - 1)
+        if s.stack and s.stack[0].owed and ch in _LETTERS:  # theorems, proofs and titles owe, all at the top level
+            first = base.stack[0]
+            return base._reframe(0, owed=first.owed - 1, cost=first.cost - 1)
         return base
 
     def _math_char(self, s: LatexState, ch: str) -> LatexState | None:
