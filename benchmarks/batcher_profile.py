@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,17 +52,40 @@ def static_step_seconds(loaded, rows: int, steps: int = 100, prompts: list[str] 
     return (time.perf_counter() - started) / steps
 
 
-def closed_loop(batcher: Batcher, clients: int, requests: int, chars: int) -> tuple[float, float]:
-    """(requests/s, median latency in s) of ``clients`` threads sending ``requests`` jobs each."""
+def server_batcher(loaded, clients: int, name: str = "profile") -> Batcher:
+    """The Batcher a server worker builds for ``loaded`` (``conf/server.yaml`` and its TEXTGEN_*
+    overrides), its queue long enough that none of ``clients`` closed-loop clients is turned away."""
+    settings = load_settings()
+    b = settings.batching
+    return Batcher(name, loaded, b.model_copy(update={"queue_length": max(b.queue_length, clients)}),
+                   metrics=Metrics(), onednn=settings.onednn)
+
+
+@dataclass
+class ClosedLoop:
+    """What :func:`closed_loop` measured."""
+
+    seconds: float
+    requests_per_s: float
+    chars_per_s: float
+    p50_s: float  # median latency
+
+
+def closed_loop(batcher: Batcher, clients: int, requests: int,
+                request: Callable[[int, int], tuple[str, SamplingParams]]) -> ClosedLoop:
+    """``clients`` threads each sending ``requests`` jobs, one after another; job ``i`` of client
+    ``k`` is ``request(k, i)``: (prompt, sampling parameters)."""
     latencies: list[float] = []
+    chars: list[int] = []
 
     def client(k: int) -> None:
         for i in range(requests):
-            params = SamplingParams(max_new_chars=chars, temperature=0.8, seed=1000 * k + i)
+            prompt, params = request(k, i)
             started = time.perf_counter()
-            job = batcher.submit([batcher.prepare(PROMPTS[(k + i) % len(PROMPTS)], params)])
+            job = batcher.submit([batcher.prepare(prompt, params)])
             job.done.wait()
             latencies.append(time.perf_counter() - started)
+            chars.append(sum(sample.generated_chars for sample in job.samples.values()))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -68,7 +93,8 @@ def closed_loop(batcher: Batcher, clients: int, requests: int, chars: int) -> tu
         thread.start()
     for thread in threads:
         thread.join()
-    return len(latencies) / (time.perf_counter() - started), statistics.median(latencies)
+    seconds = time.perf_counter() - started
+    return ClosedLoop(seconds, len(latencies) / seconds, sum(chars) / seconds, statistics.median(latencies))
 
 
 def main() -> None:
@@ -86,11 +112,13 @@ def main() -> None:
     ideal = args.clients / (args.chars * step)
     print(f"static batch of {args.clients}: {1000 * step:.2f} ms a step -> at most {ideal:.2f} requests/s")
 
-    settings = load_settings()  # conf/server.yaml and its TEXTGEN_* overrides, as a server worker reads them
-    b = settings.batching
-    batcher = Batcher("profile", loaded, b.model_copy(update={"queue_length": max(b.queue_length, args.clients)}),
-                      metrics=Metrics(), onednn=settings.onednn)
-    closed_loop(batcher, args.clients, 1, args.chars)  # warm up
+    batcher = server_batcher(loaded, args.clients)
+
+    def request(k: int, i: int) -> tuple[str, SamplingParams]:
+        return PROMPTS[(k + i) % len(PROMPTS)], SamplingParams(max_new_chars=args.chars, temperature=0.8,
+                                                               seed=1000 * k + i)
+
+    closed_loop(batcher, args.clients, 1, request)  # warm up
     seconds: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
 
@@ -113,7 +141,8 @@ def main() -> None:
                                     (loaded.model, "step", "model.step"), (batch, "_choose", "_choose")):
         timed(owner, attribute, label)
     started = time.perf_counter()
-    rate, p50 = closed_loop(batcher, args.clients, args.requests, args.chars)
+    run = closed_loop(batcher, args.clients, args.requests, request)
+    rate, p50 = run.requests_per_s, run.p50_s
     wall = time.perf_counter() - started
     batcher.close()
     print(f"batcher, {args.clients} closed-loop clients: {rate:.2f} requests/s ({rate / ideal:.0%} of the static "

@@ -52,9 +52,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from server.batching import Batcher  # noqa: E402
-from server.metrics import Metrics  # noqa: E402
-from server.settings import load_settings  # noqa: E402
+from benchmarks.batcher_profile import closed_loop, server_batcher  # noqa: E402
 from textgen.export import export_model, load_export  # noqa: E402
 from textgen.models import ModelConfig, Seq2SeqLM  # noqa: E402
 from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
@@ -220,33 +218,19 @@ def same_rows(path: Path, quantize: str, texts: list[str], clients: int, per_cli
 def same_jobs(path: Path, quantize: str, texts: list[str], clients: int, per_client: int) -> dict:
     """The server's batcher alone on the requests of a level: ``clients`` closed-loop threads submit
     them as jobs, as the HTTP clients send them, with the server's batching settings."""
-    settings = load_settings({"quantize": quantize})
-    loaded = load_export(path, quantize=quantize)
-    batching = settings.batching.model_copy(update={"queue_length": max(settings.batching.queue_length, clients)})
-    batcher = Batcher(path.name, loaded, batching, metrics=Metrics(), onednn=settings.onednn)
-    chars = [0]
-    lock = threading.Lock()
+    batcher = server_batcher(load_export(path, quantize=quantize), clients, path.name)
 
-    def client(k: int) -> None:
-        for i in range(per_client):
-            body = request_body(path.name, texts, k, i, per_client)
-            params = SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
-                                    seed=body["seed"])
-            job = batcher.submit([batcher.prepare(body["prompt"], params)])
-            job.done.wait()
-            with lock:
-                chars[0] += sum(sample.generated_chars for sample in job.samples.values())
+    def request(k: int, i: int) -> tuple[str, SamplingParams]:
+        body = request_body(path.name, texts, k, i, per_client)
+        return body["prompt"], SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
+                                              seed=body["seed"])
 
     try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            for future in [pool.submit(client, k) for k in range(clients)]:
-                future.result()
-        seconds = time.perf_counter() - started
+        run = closed_loop(batcher, clients, per_client, request)
     finally:
         batcher.close()
-    return {"requests": clients * per_client, "seconds": round(seconds, 2),
-            "requests_per_s": round(clients * per_client / seconds, 2), "chars_per_s": round(chars[0] / seconds)}
+    return {"requests": clients * per_client, "seconds": round(run.seconds, 2),
+            "requests_per_s": round(run.requests_per_s, 2), "chars_per_s": round(run.chars_per_s)}
 
 
 def table(rows: list[dict]) -> str:
