@@ -27,6 +27,9 @@ threads and the batcher cost.  Right after that it measures the server's own bat
 same requests by as many closed-loop threads, with no HTTP: the share of that is what HTTP, JSON
 and the request threads cost, apart from what dynamic batching costs (rows that join and re-read
 their contexts at different steps, so the encoder runs on fewer rows at a time than in lockstep).
+``--rounds 8`` measures such a level as 8 rounds of ``--requests-per-client`` requests a client,
+each round the server and both yardsticks on the same requests in a rotating order, and pools them:
+the host's speed drifts by ±15% over seconds, which decides a comparison of one long run each.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.batcher_profile import closed_loop, server_batcher  # noqa: E402
-from textgen.export import export_model, load_export  # noqa: E402
+from textgen.export import LoadedModel, export_model, load_export  # noqa: E402
 from textgen.models import ModelConfig, Seq2SeqLM  # noqa: E402
 from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
 from textgen.tokenizer import CharTokenizer  # noqa: E402
@@ -125,8 +128,10 @@ def request_body(model: str, texts: list[str], k: int, i: int, per_client: int) 
             "max_new_chars": CHARS, "temperature": 0.8, "seed": k * 1000 + i}
 
 
-def run_level(url: str, model: str, texts: list[str], clients: int, per_client: int, limit_s: float) -> dict:
-    """``clients`` closed-loop clients, ``per_client`` requests each (or until ``limit_s``)."""
+def client_load(url: str, model: str, texts: list[str], clients: int, per_client: int, limit_s: float,
+                first: int = 0, of: int | None = None) -> tuple[float, int, list[float]]:
+    """``clients`` closed-loop clients, each sending its requests ``first`` .. ``first + per_client - 1``
+    (of ``of``, default ``per_client``; or until ``limit_s``): (seconds, characters, latencies)."""
     latencies: list[float] = []
     chars = [0]
     lock = threading.Lock()
@@ -134,10 +139,10 @@ def run_level(url: str, model: str, texts: list[str], clients: int, per_client: 
 
     def client(k: int) -> None:
         with requests.Session() as session:
-            for i in range(per_client):
+            for i in range(first, first + per_client):
                 if time.perf_counter() > stop_at:
                     return
-                body = request_body(model, texts, k, i, per_client)
+                body = request_body(model, texts, k, i, of or per_client)
                 started = time.perf_counter()
                 response = session.post(url + "/v1/generate", json=body, timeout=600)
                 elapsed = time.perf_counter() - started
@@ -150,14 +155,23 @@ def run_level(url: str, model: str, texts: list[str], clients: int, per_client: 
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client, k) for k in range(clients)]:
             future.result()
-    wall = time.perf_counter() - started
-    latencies.sort()
+    return time.perf_counter() - started, chars[0], latencies
+
+
+def summary(clients: int, seconds: float, chars: int, latencies: list[float]) -> dict:
+    """A level's figures from what its clients measured."""
+    latencies = sorted(latencies)
     return {
-        "clients": clients, "requests": len(latencies), "seconds": round(wall, 2),
-        "requests_per_s": round(len(latencies) / wall, 2), "chars_per_s": round(chars[0] / wall),
+        "clients": clients, "requests": len(latencies), "seconds": round(seconds, 2),
+        "requests_per_s": round(len(latencies) / seconds, 2), "chars_per_s": round(chars / seconds),
         "p50_s": round(statistics.median(latencies), 3),
         "p99_s": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 3),
     }
+
+
+def run_level(url: str, model: str, texts: list[str], clients: int, per_client: int, limit_s: float) -> dict:
+    """``clients`` closed-loop clients, ``per_client`` requests each (or until ``limit_s``)."""
+    return summary(clients, *client_load(url, model, texts, clients, per_client, limit_s))
 
 
 # --------------------------------------------------------------------------- engine only
@@ -194,15 +208,16 @@ def engine(path: Path, texts: list[str], steps: int = 200) -> dict:
     return out
 
 
-def same_rows(path: Path, quantize: str, texts: list[str], clients: int, per_client: int) -> dict:
-    """The engine alone on the requests of a level: round i steps request i of every client together."""
-    loaded = load_export(path, quantize=quantize)
+def same_rows(loaded: LoadedModel, model: str, texts: list[str], clients: int, per_client: int,
+              first: int = 0, of: int | None = None) -> tuple[float, int]:
+    """The engine alone on the requests of a level (as :func:`client_load` numbers them): round i
+    steps request i of every client together. (seconds, characters)."""
     batch = DecodeBatch(loaded)
     chars, started = 0, time.perf_counter()
-    for i in range(per_client):
+    for i in range(first, first + per_client):
         rows = []
         for k in range(clients):
-            body = request_body(path.name, texts, k, i, per_client)
+            body = request_body(model, texts, k, i, of or per_client)
             params = SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
                                     seed=body["seed"])
             rows.append(batch.make_row(body["prompt"], params))
@@ -210,18 +225,17 @@ def same_rows(path: Path, quantize: str, texts: list[str], clients: int, per_cli
         while len(batch):
             batch.step()
         chars += sum(row.chars for row in rows)
-    seconds = time.perf_counter() - started
-    return {"requests": clients * per_client, "seconds": round(seconds, 2),
-            "requests_per_s": round(clients * per_client / seconds, 2), "chars_per_s": round(chars / seconds)}
+    return time.perf_counter() - started, chars
 
 
-def same_jobs(path: Path, quantize: str, texts: list[str], clients: int, per_client: int) -> dict:
+def same_jobs(loaded: LoadedModel, model: str, texts: list[str], clients: int, per_client: int,
+              first: int = 0, of: int | None = None) -> tuple[float, int]:
     """The server's batcher alone on the requests of a level: ``clients`` closed-loop threads submit
-    them as jobs, as the HTTP clients send them, with the server's batching settings."""
-    batcher = server_batcher(load_export(path, quantize=quantize), clients, path.name)
+    them as jobs, as the HTTP clients send them, with the server's batching settings. (seconds, characters)."""
+    batcher = server_batcher(loaded, clients, model)
 
     def request(k: int, i: int) -> tuple[str, SamplingParams]:
-        body = request_body(path.name, texts, k, i, per_client)
+        body = request_body(model, texts, k, first + i, of or per_client)
         return body["prompt"], SamplingParams(max_new_chars=body["max_new_chars"], temperature=body["temperature"],
                                               seed=body["seed"])
 
@@ -229,15 +243,68 @@ def same_jobs(path: Path, quantize: str, texts: list[str], clients: int, per_cli
         run = closed_loop(batcher, clients, per_client, request)
     finally:
         batcher.close()
-    return {"requests": clients * per_client, "seconds": round(run.seconds, 2),
-            "requests_per_s": round(run.requests_per_s, 2), "chars_per_s": round(run.chars_per_s)}
+    return run.seconds, round(run.chars_per_s * run.seconds)
+
+
+YARDSTICKS = ("server", "engine", "batcher")
+
+
+def yardstick_level(url: str, path: Path, quantize: str, texts: list[str], clients: int, per_client: int,
+                    rounds: int, limit_s: float) -> dict:
+    """A level of ``clients`` measured beside its two yardsticks, in ``rounds`` rounds of ``per_client``
+    requests a client.  Each round runs the server, the lockstep engine (:func:`same_rows`) and the
+    batcher without HTTP (:func:`same_jobs`) on the same requests, one after another in an order
+    that rotates from round to round, so that the host's drift over seconds (±15% here) falls on all
+    three alike; the level's figures pool the rounds (characters over seconds)."""
+    loaded = load_export(path, quantize=quantize)
+    of = per_client * rounds
+    totals = {name: [0.0, 0] for name in YARDSTICKS}  # seconds, characters
+    latencies: list[float] = []
+    per_round = []
+    for r in range(rounds):
+        first = r * per_client
+        order = YARDSTICKS[r % 3:] + YARDSTICKS[:r % 3]
+        rates = {}
+        for name in order:
+            if name == "server":
+                seconds, chars, got = client_load(url, path.name, texts, clients, per_client, limit_s, first, of)
+                latencies += got
+            else:
+                measure = same_rows if name == "engine" else same_jobs
+                seconds, chars = measure(loaded, path.name, texts, clients, per_client, first, of)
+            totals[name][0] += seconds
+            totals[name][1] += chars
+            rates[name] = chars / seconds
+        per_round.append({"order": list(order), **{f"{name}_chars_per_s": round(rates[name]) for name in YARDSTICKS},
+                          "engine_share": round(rates["server"] / rates["engine"], 3),
+                          "batcher_share": round(rates["server"] / rates["batcher"], 3)})
+    level = summary(clients, *totals["server"], latencies)
+    for name in ("engine", "batcher"):
+        seconds, chars = totals[name]
+        level[name] = {"requests": clients * of, "seconds": round(seconds, 2),
+                       "requests_per_s": round(clients * of / seconds, 2), "chars_per_s": round(chars / seconds)}
+        level[f"{name}_share"] = round(level["chars_per_s"] / level[name]["chars_per_s"], 3)
+    if rounds > 1:
+        level["rounds"] = per_round
+    return level
+
+
+def share_text(level: dict, key: str) -> str:
+    """A level's pooled share, with the median and range of its rounds when it had several."""
+    if key not in level:
+        return ""
+    text = f"{level[key]:.1%}"
+    if "rounds" in level:
+        shares = [r[key] for r in level["rounds"]]
+        text += f" (rounds: median {statistics.median(shares):.1%}, {min(shares):.1%}-{max(shares):.1%})"
+    return text
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| vocabulary | weights | batching | clients | requests | req/s | chars/s | p50 s | p99 s | of engine "
              "| of batcher |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        shares = [f"{r[key]:.1%}" if key in r else "" for key in ("engine_share", "batcher_share")]
+        shares = [share_text(r, key) for key in ("engine_share", "batcher_share")]
         lines.append(f"| {r['vocab']} ({r['vocab_size']}) | {r['quantize']} | {r['batching']} | {r['clients']} | "
                      f"{r['requests']} | {r['requests_per_s']} | {r['chars_per_s']:,} | {r['p50_s']} | {r['p99_s']} | "
                      f"{shares[0]} | {shares[1]} |")
@@ -261,6 +328,9 @@ def main() -> None:
     parser.add_argument("--same-rows", action="store_true",
                         help="after each level of >1 client, the engine alone, then the server's batcher "
                              "without HTTP, on the same requests")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--same-rows: measure each level in this many rounds of --requests-per-client "
+                             "requests a client, the server and both yardsticks in each round (pooled)")
     parser.add_argument("--tang-export", default=SHIPPED["tang"], help="--shipped: the Tang export to serve")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -291,14 +361,13 @@ def main() -> None:
                         run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
                         for clients in args.clients:
                             per_client = args.requests_per_client * (4 if clients == 1 else 1)
-                            level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
+                            if args.same_rows and clients > 1 and batching == "on":
+                                level = yardstick_level(server.url, path, quantize, texts, clients, per_client,
+                                                        args.rounds, args.limit_s)
+                            else:
+                                level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
                             level.update(vocab=vocab, vocab_size=vocab_size, batching=batching, quantize=quantize,
                                          load=round(os.getloadavg()[0], 2))
-                            if args.same_rows and clients > 1 and batching == "on":
-                                level["engine"] = same_rows(path, quantize, texts, clients, per_client)
-                                level["engine_share"] = round(level["chars_per_s"] / level["engine"]["chars_per_s"], 3)
-                                level["batcher"] = same_jobs(path, quantize, texts, clients, per_client)
-                                level["batcher_share"] = round(level["chars_per_s"] / level["batcher"]["chars_per_s"], 3)
                             results["levels"].append(level)
                             print(json.dumps(level), flush=True)
                     finally:
