@@ -104,10 +104,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4, help="per client")
     parser.add_argument("--chars", type=int, default=200)
     parser.add_argument("--quantize", default="none", choices=["none", "int8", "auto"])
+    parser.add_argument("--encoder-runtime", default="auto", choices=["torch", "onnxruntime", "auto"])
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    loaded = load_export(args.checkpoint, quantize=args.quantize)
+    loaded = load_export(args.checkpoint, quantize=args.quantize, encoder_runtime=args.encoder_runtime)
     step = static_step_seconds(loaded, args.clients)
     ideal = args.clients / (args.chars * step)
     print(f"static batch of {args.clients}: {1000 * step:.2f} ms a step -> at most {ideal:.2f} requests/s")

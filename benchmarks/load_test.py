@@ -93,12 +93,13 @@ class Server:
     """gunicorn with the production config, on a loopback port."""
 
     def __init__(self, checkpoints: Path, batch_size: int, log: Path, torch_threads: int, workers: int = 1,
-                 quantize: str = "none") -> None:
+                 quantize: str = "none", encoder_runtime: str = "auto") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TEXTGEN_CHECKPOINTS": str(checkpoints), "TEXTGEN_MAX_BATCH_SIZE": str(batch_size),
                "TEXTGEN_QUEUE_LENGTH": "256", "TEXTGEN_TORCH_THREADS": str(torch_threads), "TEXTGEN_BIND": f"127.0.0.1:{self.port}", "TEXTGEN_ACCESS_LOG": "",
                "TEXTGEN_WORKERS": str(workers), "TEXTGEN_QUANTIZE": quantize,
+               "TEXTGEN_ENCODER_RUNTIME": encoder_runtime,
                "PYTHONUNBUFFERED": "1"}
         self.log = open(log, "ab")
         self.process = subprocess.Popen(
@@ -249,14 +250,14 @@ def same_jobs(loaded: LoadedModel, model: str, texts: list[str], clients: int, p
 YARDSTICKS = ("server", "engine", "batcher")
 
 
-def yardstick_level(url: str, path: Path, quantize: str, texts: list[str], clients: int, per_client: int,
-                    rounds: int, limit_s: float) -> dict:
+def yardstick_level(url: str, path: Path, quantize: str, encoder_runtime: str, texts: list[str], clients: int,
+                    per_client: int, rounds: int, limit_s: float) -> dict:
     """A level of ``clients`` measured beside its two yardsticks, in ``rounds`` rounds of ``per_client``
     requests a client.  Each round runs the server, the lockstep engine (:func:`same_rows`) and the
     batcher without HTTP (:func:`same_jobs`) on the same requests, one after another in an order
     that rotates from round to round, so that the host's drift over seconds (±15% here) falls on all
     three alike; the level's figures pool the rounds (characters over seconds)."""
-    loaded = load_export(path, quantize=quantize)
+    loaded = load_export(path, quantize=quantize, encoder_runtime=encoder_runtime)
     of = per_client * rounds
     totals = {name: [0.0, 0] for name in YARDSTICKS}  # seconds, characters
     latencies: list[float] = []
@@ -328,6 +329,8 @@ def main() -> None:
     parser.add_argument("--same-rows", action="store_true",
                         help="after each level of >1 client, the engine alone, then the server's batcher "
                              "without HTTP, on the same requests")
+    parser.add_argument("--encoder-runtime", default="auto", choices=["torch", "onnxruntime", "auto"],
+                        help="what runs the context encoder, in the server (TEXTGEN_ENCODER_RUNTIME) and the yardsticks")
     parser.add_argument("--rounds", type=int, default=1,
                         help="--same-rows: measure each level in this many rounds of --requests-per-client "
                              "requests a client, the server and both yardsticks in each round (pooled)")
@@ -356,17 +359,18 @@ def main() -> None:
             for batching in args.batching:
                 for quantize in args.quantize:
                     server = Server(path.parent, 32 if batching == "on" else 1, server_log, args.torch_threads,
-                                    args.workers, quantize)
+                                    args.workers, quantize, args.encoder_runtime)
                     try:
                         run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
                         for clients in args.clients:
                             per_client = args.requests_per_client * (4 if clients == 1 else 1)
                             if args.same_rows and clients > 1 and batching == "on":
-                                level = yardstick_level(server.url, path, quantize, texts, clients, per_client,
-                                                        args.rounds, args.limit_s)
+                                level = yardstick_level(server.url, path, quantize, args.encoder_runtime, texts,
+                                                        clients, per_client, args.rounds, args.limit_s)
                             else:
                                 level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
                             level.update(vocab=vocab, vocab_size=vocab_size, batching=batching, quantize=quantize,
+                                         encoder_runtime=args.encoder_runtime,
                                          load=round(os.getloadavg()[0], 2))
                             results["levels"].append(level)
                             print(json.dumps(level), flush=True)

@@ -143,7 +143,8 @@ class ModelRegistry:
                 raise ModelUnavailable(f"model {name!r} failed to load: {failed[1]}")
             try:
                 started = time.perf_counter()
-                loaded = load_export(path, device=self.settings.device, quantize=self.settings.quantize)
+                loaded = load_export(path, device=self.settings.device, quantize=self.settings.quantize,
+                                     encoder_runtime=self.settings.encoder_runtime)
             except (ExportError, OSError, RuntimeError, ValueError) as error:
                 log.error("model %s failed to load: %s", name, error)
                 self._failed[name] = (time.monotonic(), str(error), stamp)
@@ -156,8 +157,9 @@ class ModelRegistry:
             self._stamps[name] = stamp
             self._failed.pop(name, None)
             self.metrics.model_loads.labels(model=name, outcome="loaded").inc()
-            log.info("%s model %s (%s weights) in %.1f s", "reloaded changed" if old else "loaded", name,
-                     "float32" if loaded.quantize == "none" else loaded.quantize, time.perf_counter() - started)
+            log.info("%s model %s (%s weights, %s encoder) in %.1f s", "reloaded changed" if old else "loaded", name,
+                     "float32" if loaded.quantize == "none" else loaded.quantize, loaded.encoder_runtime,
+                     time.perf_counter() - started)
             if old is not None:  # its running and queued requests finish on the old weights
                 threading.Thread(target=old.close, name=f"close-{name}", daemon=True).start()
             return batcher

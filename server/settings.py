@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from textgen.encoder_runtime import resolve_encoder_runtime
 from textgen.quantization import resolve_quantize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -63,6 +64,8 @@ class ServerSettings(_Section):
     """Let torch use oneDNN (mkldnn) while decoding; its LSTM step is slower than the native one on CPU."""
     quantize: Literal["none", "int8", "auto"] = "auto"
     """Weights of the decoding step: float32, int8 (CPU only), or int8 on CPU (:mod:`textgen.quantization`)."""
+    encoder_runtime: Literal["torch", "onnxruntime", "auto"] = "auto"
+    """What runs the context encoder: torch, onnxruntime (CPU only), or onnxruntime on CPU (:mod:`textgen.encoder_runtime`)."""
     retry_failed_s: float = Field(30.0, ge=0)
     """A model that failed to load is answered 503 this long before it is tried again (at once if its files change)."""
     batching: Batching = Batching()
@@ -71,8 +74,9 @@ class ServerSettings(_Section):
     shutdown: Shutdown = Shutdown()
 
     @model_validator(mode="after")
-    def _quantize_fits_device(self) -> ServerSettings:
+    def _runtime_fits_device(self) -> ServerSettings:
         resolve_quantize(self.quantize, self.device)  # int8 on a GPU: a ValueError naming `quantize`
+        resolve_encoder_runtime(self.encoder_runtime, self.device)  # likewise, naming `encoder_runtime`
         return self
 
 

@@ -21,7 +21,8 @@ from textgen.tokenizer import TokenizerError
 def run(cfg: DictConfig) -> int:
     """Evaluate as ``cfg`` says; returns a process exit code."""
     try:
-        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize))
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize),
+                             encoder_runtime=str(cfg.encoder_runtime))
         path = Path(cfg.file)
         text = path.read_text(encoding="utf-8")
         if not text:
@@ -36,9 +37,10 @@ def run(cfg: DictConfig) -> int:
         return 2
     if cfg.json:
         print(json.dumps({"checkpoint": str(loaded.path), "file": str(path), "quantize": loaded.quantize,
-                          **result.to_dict()}))
+                          "encoder_runtime": loaded.encoder_runtime, **result.to_dict()}))
     else:
         weights = "" if loaded.quantize == "none" else f" ({loaded.quantize} weights)"
+        weights += "" if loaded.encoder_runtime == "torch" else f" ({loaded.encoder_runtime} encoder)"
         print(f"{loaded.name}{weights} on {path}: {result.bpc:.4f} bits/char ({result.loss:.4f} nats/char), "
               f"{result.chars:,} characters in {result.seconds:.1f} s ({result.chars_per_second:,.0f} chars/s)")
     return 0

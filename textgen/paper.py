@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from textgen.atomic import atomic_write_bytes, atomic_write_text
 from textgen.cli import hydra_command
+from textgen.encoder_runtime import EncoderRuntimeError
 from textgen.export import ExportError, LoadedModel, load_export, resolve_export
 from textgen.forms import FormError, prepare_latex
 from textgen.forms.latex import LatexConstraint, latex_tables
@@ -150,14 +151,15 @@ def run(cfg: DictConfig) -> int:
         print(f"error: sections must be >= 1 and max_chars >= 0 (got {cfg.sections}, {cfg.max_chars})", file=sys.stderr)
         return 2
     try:
-        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device)
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device,
+                             encoder_runtime=str(cfg.encoder_runtime))
         prepare_latex(loaded)  # a model without LaTeX files is refused before anything is written
         torch.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         paper = PaperWriter(loaded, cfg).write()
     except FormError as error:
         print(f"error: {error.field}: {error}", file=sys.stderr)
         return 2
-    except ExportError as error:
+    except (ExportError, EncoderRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     atomic_write_text(tex, paper.document)

@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from textgen.cli import hydra_command
+from textgen.encoder_runtime import EncoderRuntimeError
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FORM_CLASSES, FormError, api_fields, form_keys, prepare_form
 from textgen.quantization import QuantizeError
@@ -83,7 +84,8 @@ def run(cfg: DictConfig) -> int:
         prompt = str(cfg.prompt)
         if cfg.prompt_file:
             prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
-        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize))
+        loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize),
+                             encoder_runtime=str(cfg.encoder_runtime))
         prepared = prepare_form(form_request(cfg), loaded, prompt)
         constraint = None
         if prepared is not None:
@@ -106,7 +108,7 @@ def run(cfg: DictConfig) -> int:
     except FormError as error:
         print(f"error: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (SamplingError, ExportError, QuantizeError, OSError) as error:
+    except (SamplingError, ExportError, QuantizeError, EncoderRuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if streaming:

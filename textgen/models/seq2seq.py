@@ -288,8 +288,12 @@ class Seq2SeqLM(nn.Module):
         return self._burn_in(context, lengths)
 
     def _run_rnn(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor, state=None):
-        """Run ``rnn`` over right-padded ``x`` (B, T, E); packs only when rows differ in length."""
+        """Run ``rnn`` over right-padded ``x`` (B, T, E); packs only when rows differ in length and
+        ``rnn`` cannot read the lengths itself (a module with ``takes_lengths``, such as the encoder of
+        :mod:`textgen.encoder_runtime`)."""
         T = x.shape[1]
+        if getattr(rnn, "takes_lengths", False):
+            return rnn(x, state, lengths=lengths)
         if bool((lengths == T).all()):
             return rnn(x, state)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
