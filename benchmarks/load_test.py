@@ -47,10 +47,12 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -209,11 +211,37 @@ def engine(path: Path, texts: list[str], steps: int = 200) -> dict:
     return out
 
 
+@dataclass
+class Reads:
+    """Context reads (encoder calls): how many, of how many rows, how long."""
+
+    calls: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+    def add(self, rows: int, seconds: float, calls: int = 1) -> None:
+        self.calls += calls
+        self.rows += rows
+        self.seconds += seconds
+
+    def to_dict(self) -> dict:
+        return {"calls": self.calls, "rows": self.rows, "seconds": round(self.seconds, 2)}
+
+
+def server_reads(url: str, model: str) -> Reads:
+    """The server's context reads of ``model`` so far, from its ``/metrics``."""
+    values = {sample.name: sample.value
+              for family in text_string_to_metric_families(requests.get(url + "/metrics", timeout=30).text)
+              for sample in family.samples if sample.labels.get("model") == model}
+    return Reads(int(values.get("textgen_encoder_rows_count", 0)), int(values.get("textgen_encoder_rows_sum", 0)),
+                 values.get("textgen_encoder_seconds_total", 0.0))
+
+
 def same_rows(loaded: LoadedModel, model: str, texts: list[str], clients: int, per_client: int,
-              first: int = 0, of: int | None = None) -> tuple[float, int]:
+              first: int = 0, of: int | None = None, reads: Reads | None = None) -> tuple[float, int]:
     """The engine alone on the requests of a level (as :func:`client_load` numbers them): round i
-    steps request i of every client together. (seconds, characters)."""
-    batch = DecodeBatch(loaded)
+    steps request i of every client together. (seconds, characters); its context reads are added to ``reads``."""
+    batch = DecodeBatch(loaded, on_read=None if reads is None else reads.add)
     chars, started = 0, time.perf_counter()
     for i in range(first, first + per_client):
         rows = []
@@ -230,9 +258,10 @@ def same_rows(loaded: LoadedModel, model: str, texts: list[str], clients: int, p
 
 
 def same_jobs(loaded: LoadedModel, model: str, texts: list[str], clients: int, per_client: int,
-              first: int = 0, of: int | None = None) -> tuple[float, int]:
+              first: int = 0, of: int | None = None, reads: Reads | None = None) -> tuple[float, int]:
     """The server's batcher alone on the requests of a level: ``clients`` closed-loop threads submit
-    them as jobs, as the HTTP clients send them, with the server's batching settings. (seconds, characters)."""
+    them as jobs, as the HTTP clients send them, with the server's batching settings. (seconds,
+    characters); its context reads are added to ``reads``."""
     batcher = server_batcher(loaded, clients, model)
 
     def request(k: int, i: int) -> tuple[str, SamplingParams]:
@@ -244,6 +273,11 @@ def same_jobs(loaded: LoadedModel, model: str, texts: list[str], clients: int, p
         run = closed_loop(batcher, clients, per_client, request)
     finally:
         batcher.close()
+    if reads is not None:
+        sample = batcher.metrics.registry.get_sample_value
+        reads.add(int(sample("textgen_encoder_rows_sum", {"model": model}) or 0),
+                  sample("textgen_encoder_seconds_total", {"model": model}) or 0.0,
+                  calls=int(sample("textgen_encoder_rows_count", {"model": model}) or 0))
     return run.seconds, round(run.chars_per_s * run.seconds)
 
 
@@ -260,6 +294,7 @@ def yardstick_level(url: str, path: Path, quantize: str, encoder_runtime: str, t
     loaded = load_export(path, quantize=quantize, encoder_runtime=encoder_runtime)
     of = per_client * rounds
     totals = {name: [0.0, 0] for name in YARDSTICKS}  # seconds, characters
+    reads = {name: Reads() for name in YARDSTICKS}
     latencies: list[float] = []
     per_round = []
     for r in range(rounds):
@@ -268,11 +303,14 @@ def yardstick_level(url: str, path: Path, quantize: str, encoder_runtime: str, t
         rates = {}
         for name in order:
             if name == "server":
+                before = server_reads(url, path.name)
                 seconds, chars, got = client_load(url, path.name, texts, clients, per_client, limit_s, first, of)
+                after = server_reads(url, path.name)
+                reads["server"].add(after.rows - before.rows, after.seconds - before.seconds, after.calls - before.calls)
                 latencies += got
             else:
                 measure = same_rows if name == "engine" else same_jobs
-                seconds, chars = measure(loaded, path.name, texts, clients, per_client, first, of)
+                seconds, chars = measure(loaded, path.name, texts, clients, per_client, first, of, reads[name])
             totals[name][0] += seconds
             totals[name][1] += chars
             rates[name] = chars / seconds
@@ -285,6 +323,7 @@ def yardstick_level(url: str, path: Path, quantize: str, encoder_runtime: str, t
         level[name] = {"requests": clients * of, "seconds": round(seconds, 2),
                        "requests_per_s": round(clients * of / seconds, 2), "chars_per_s": round(chars / seconds)}
         level[f"{name}_share"] = round(level["chars_per_s"] / level[name]["chars_per_s"], 3)
+    level["context_reads"] = {name: reads[name].to_dict() for name in YARDSTICKS}
     if rounds > 1:
         level["rounds"] = per_round
     return level

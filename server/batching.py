@@ -177,9 +177,11 @@ class Batcher:
         self._active_rows = metrics.active_rows.labels(model=name)
         self._batch_size = metrics.batch_size.labels(model=name)
         self._generated_chars = metrics.generated_chars.labels(model=name)
+        self._encoder_rows = metrics.encoder_rows.labels(model=name)
+        self._encoder_seconds = metrics.encoder_seconds.labels(model=name)
         # oneDNN's LSTM kernel costs 1.1-5x the native one per decoding step on CPU (docs/SERVING.md);
         # DecodeBatch switches it for its own model calls.
-        self.batch = DecodeBatch(loaded, device, onednn=onednn)
+        self.batch = DecodeBatch(loaded, device, onednn=onednn, on_read=self._record_read)
         self._pending: deque[Job] = deque()
         self._cancelled: list[Job] = []
         self._running: set[Job] = set()
@@ -326,6 +328,10 @@ class Batcher:
             if row.finished:
                 self._finish(job, index, row)
         self._active_rows.set(len(self.batch))
+
+    def _record_read(self, rows: int, seconds: float) -> None:
+        self._encoder_rows.observe(rows)
+        self._encoder_seconds.inc(seconds)
 
     def _finish(self, job: Job, index: int, row: Row) -> None:
         sample = row.sample()

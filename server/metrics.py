@@ -27,6 +27,10 @@ class Metrics:
         self.active_rows = Gauge("textgen_active_rows", "Rows (samples) being decoded now", ["model"], registry=r)
         self.batch_size = Histogram("textgen_batch_size", "Rows per decoding step", ["model"],
                                     buckets=BATCH_BUCKETS, registry=r)
+        self.encoder_rows = Histogram("textgen_encoder_rows",
+                                      "Rows per context read: rows joining the batch or re-reading their context "
+                                      "(_count: reads, _sum: rows)", ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.encoder_seconds = Counter("textgen_encoder_seconds", "Time spent reading contexts", ["model"], registry=r)
         self.model_loads = Counter("textgen_model_loads", "Model loads by outcome", ["model", "outcome"], registry=r)
 
     def render(self) -> Response:

@@ -175,6 +175,9 @@ def test_metrics_report_requests_latency_characters_queue_and_batch(live):
     assert f'textgen_generated_chars_total{{model="{SHAKESPEARE}"}}' in text
     assert f'textgen_queue_depth{{model="{SHAKESPEARE}"}}' in text
     assert f'textgen_batch_size_bucket{{le="1.0",model="{SHAKESPEARE}"}}' in text
+    # the request's row read its context once (10 characters: no re-read)
+    assert live.metric("textgen_encoder_rows_count", model=SHAKESPEARE) >= 1
+    assert live.metric("textgen_encoder_seconds_total", model=SHAKESPEARE) > 0
 
 
 # --------------------------------------------------------------------------- errors
