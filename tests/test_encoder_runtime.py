@@ -117,14 +117,3 @@ def test_bad_encoder_runtime_values_name_the_option(tiny_tang):
     assert result.returncode == 2
     assert "`encoder_runtime` must be one of torch, onnxruntime, auto, got 'tvm'" in result.stderr
 
-
-def test_the_server_setting_is_checked(monkeypatch):
-    from pydantic import ValidationError
-
-    from server.settings import load_settings
-
-    monkeypatch.setenv("TEXTGEN_ENCODER_RUNTIME", "tvm")
-    with pytest.raises(ValidationError, match="encoder_runtime"):
-        load_settings()
-    monkeypatch.setenv("TEXTGEN_ENCODER_RUNTIME", "torch")
-    assert load_settings().encoder_runtime == "torch"

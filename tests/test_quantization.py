@@ -95,13 +95,17 @@ def test_the_command_line_rejects_a_bad_quantize_value(tiny_tang):
         assert "`quantize` must be one of none, int8, auto, got 'int4'" in result.stderr
 
 
-def test_the_server_setting_is_checked(monkeypatch):
+@pytest.mark.parametrize(("variable", "field", "bad", "good"), [
+    ("TEXTGEN_QUANTIZE", "quantize", "int4", "int8"),
+    ("TEXTGEN_ENCODER_RUNTIME", "encoder_runtime", "tvm", "torch"),  # textgen/encoder_runtime.py
+])
+def test_the_server_settings_of_the_cpu_paths_are_checked(monkeypatch, variable, field, bad, good):
     from pydantic import ValidationError
 
     from server.settings import load_settings
 
-    monkeypatch.setenv("TEXTGEN_QUANTIZE", "int4")
-    with pytest.raises(ValidationError, match="quantize"):
+    monkeypatch.setenv(variable, bad)
+    with pytest.raises(ValidationError, match=field):
         load_settings()
-    monkeypatch.setenv("TEXTGEN_QUANTIZE", "int8")
-    assert load_settings().quantize == "int8"
+    monkeypatch.setenv(variable, good)
+    assert getattr(load_settings(), field) == good

@@ -26,7 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-ENCODER_RUNTIMES = ("torch", "onnxruntime", "auto")
+from textgen.cpu_choice import resolve_cpu_choice
+
 ONNX_OPSET = 17
 # Gate blocks of torch's weight matrices, in the order the ONNX operator reads them.
 _GATE_ORDER = {
@@ -43,15 +44,8 @@ class EncoderRuntimeError(ValueError):
 
 def resolve_encoder_runtime(mode: str, device: str | torch.device) -> str:
     """``torch`` or ``onnxruntime``: what ``mode`` means on ``device``; raises :class:`EncoderRuntimeError`."""
-    if mode not in ENCODER_RUNTIMES:
-        raise EncoderRuntimeError(f"`encoder_runtime` must be one of {', '.join(ENCODER_RUNTIMES)}, got {mode!r}")
-    cpu = torch.device(device).type == "cpu"
-    if mode == "auto":
-        return "onnxruntime" if cpu else "torch"
-    if mode == "onnxruntime" and not cpu:
-        raise EncoderRuntimeError(
-            f"`encoder_runtime=onnxruntime` runs on CPU only, not on device {str(device)!r}; use torch")
-    return mode
+    return resolve_cpu_choice("encoder_runtime", mode, cpu_only="onnxruntime", elsewhere="torch",
+                              error=EncoderRuntimeError, device=device)
 
 
 def _gates(weight: Tensor, order: tuple[int, ...]) -> np.ndarray:
@@ -160,5 +154,5 @@ def use_encoder_runtime(model: nn.Module, mode: str, device: str | torch.device 
     return model
 
 
-__all__ = ["ENCODER_RUNTIMES", "EncoderRuntimeError", "OnnxBidirectionalRNN", "encoder_graph",
+__all__ = ["EncoderRuntimeError", "OnnxBidirectionalRNN", "encoder_graph",
            "resolve_encoder_runtime", "use_encoder_runtime"]

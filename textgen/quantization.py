@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-QUANTIZE_MODES = ("none", "int8", "auto")
+from textgen.cpu_choice import resolve_cpu_choice
+
 INT8_MAX = 127
 _MIN_SCALE = 1e-12  # the scale of an all-zero row (any positive value gives zeros back)
 
@@ -30,14 +31,7 @@ class QuantizeError(ValueError):
 
 def resolve_quantize(mode: str, device: str | torch.device) -> str:
     """``none`` or ``int8``: what ``mode`` means on ``device``; raises :class:`QuantizeError`."""
-    if mode not in QUANTIZE_MODES:
-        raise QuantizeError(f"`quantize` must be one of {', '.join(QUANTIZE_MODES)}, got {mode!r}")
-    cpu = torch.device(device).type == "cpu"
-    if mode == "auto":
-        return "int8" if cpu else "none"
-    if mode == "int8" and not cpu:
-        raise QuantizeError(f"`quantize=int8` runs on CPU only, not on device {str(device)!r}; use none")
-    return mode
+    return resolve_cpu_choice("quantize", mode, cpu_only="int8", elsewhere="none", error=QuantizeError, device=device)
 
 
 def _quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,5 +190,5 @@ def weight_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-__all__ = ["QUANTIZE_MODES", "Int8Linear", "Int8RNN", "QuantizeError", "quantize_int8", "quantize_model",
+__all__ = ["Int8Linear", "Int8RNN", "QuantizeError", "quantize_int8", "quantize_model",
            "resolve_quantize", "weight_bytes"]
