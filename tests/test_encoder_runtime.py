@@ -116,4 +116,3 @@ def test_bad_encoder_runtime_values_name_the_option(tiny_tang):
     result = cli("sample", f"checkpoint={tiny_tang}", "encoder_runtime=tvm", check=False)
     assert result.returncode == 2
     assert "`encoder_runtime` must be one of torch, onnxruntime, auto, got 'tvm'" in result.stderr
-

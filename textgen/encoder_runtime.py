@@ -120,8 +120,7 @@ class OnnxBidirectionalRNN(nn.Module):
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only
-        with torch.no_grad():
-            graph = encoder_graph(rnn).SerializeToString()
+        graph = encoder_graph(rnn).SerializeToString()  # the weights are read detached (_gates)
         self._session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def forward(self, x: Tensor | PackedSequence, state: Tensor | tuple[Tensor, Tensor] | None = None,
