@@ -27,6 +27,7 @@ from textgen.data.builders import (
     BUILDERS,
     Splits,
     build_shakespeare,
+    build_songci,
     build_songshi,
     build_stacks,
     build_tang,
@@ -245,7 +246,7 @@ def tang_bytes() -> dict[str, bytes]:
 
 def test_registry_lists_the_pinned_corpora() -> None:
     sources = registered_sources()
-    assert set(sources) == {"shakespeare", "tang", "stacks", "songshi"}
+    assert set(sources) == {"shakespeare", "tang", "stacks", "songshi", "songci"}
     for name, source in sources.items():
         assert source.name == name and source.files
         assert len({f.path for f in source.files}) == len(source.files)
@@ -258,7 +259,7 @@ def test_registry_lists_the_pinned_corpora() -> None:
 
 
 def test_unknown_corpus_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="shakespeare, songshi, stacks, tang"):
+    with pytest.raises(ValueError, match="shakespeare, songci, songshi, stacks, tang"):
         get_source("poems")
 
 
@@ -446,6 +447,33 @@ def test_songshi_drops_tang_bodies_reserved_buckets_and_duplicates(tmp_path: Pat
     assert build_songshi(paths, tang) == Splits(train=SONG_TRAIN, val=TANG_VAL)
 
 
+SONGCI_FILES = {  # buckets: 35 train, 5 val, 0 reserved, 87 train
+    "宋词/ci.song.1000.json": [
+        {"rhythmic": "相见欢", "paragraphs": ["明月几时有，把酒问青天。", "不知天上宫阙，今夕是何年。"]},
+        {"rhythmic": "浣溪沙", "paragraphs": ["明月几时有，把酒问青天。", "不知天上宫阙，今夕是何年。"]},  # seen
+        {"rhythmic": "水调歌头", "paragraphs": ["明月几时有，把酒问青天。", "小楼昨夜又东风，故国不堪回首月明中。"]},
+    ],
+    "宋词/ci.song.0.json": [
+        {"rhythmic": "浣溪沙", "paragraphs": ["一曲新词酒一杯。去年天气旧亭台。夕阳西下几时回。",
+                                            "无可奈何花落去，似曾相识燕归来。小园香径独徘徊。"]},
+        {"rhythmic": "声声慢", "paragraphs": ["乍暖还寒时候，最难将息。", "雁过也，正伤心，却是旧时相识。"]},
+        {"rhythmic": "浪淘沙令", "paragraphs": ["帘外雨潺潺，春意阑珊。", "罗衾不耐五更寒。", "（缺）"]},  # not CJK
+        {"rhythmic": "浪淘沙 其一", "paragraphs": ["帘外雨潺潺，春意阑珊。", "罗衾不耐五更寒。"]},  # a space
+        {"rhythmic": "无词", "paragraphs": []},
+    ],
+}
+SONGCI_TRAIN = (
+    "浣溪沙\n一曲新词酒一杯。去年天气旧亭台。夕阳西下几时回。\n无可奈何花落去，似曾相识燕归来。小园香径独徘徊。\n"
+    "\n相见欢\n明月几时有，把酒问青天。\n不知天上宫阙，今夕是何年。\n"
+)
+SONGCI_VAL = "声声慢\n乍暖还寒时候，最难将息。\n雁过也，正伤心，却是旧时相识。\n"
+
+
+def test_songci_keeps_clean_ci_with_their_tune_drops_seen_bodies_and_splits(tmp_path: Path) -> None:
+    files = {path: json.dumps(ci, ensure_ascii=False).encode() for path, ci in SONGCI_FILES.items()}
+    assert build_songci(write_files(tmp_path, files)) == Splits(train=SONGCI_TRAIN, val=SONGCI_VAL)
+
+
 def test_prepare_songshi_builds_the_tang_corpus_first(server: LocalServer, tmp_path: Path) -> None:
     """songshi's rule reads the Tang corpus: preparing it prepares (here: downloads) tang too."""
     cache = tmp_path / "cache"
@@ -517,9 +545,10 @@ def test_prepare_fetches_extra_files_and_copies_them_beside_the_splits(server: L
     assert not (cache / "stacks" / "preamble.tex").exists()
 
 
-def test_the_registered_stacks_source_pins_its_preamble() -> None:
-    (preamble,) = get_source("stacks").extra_files
+def test_the_registered_stacks_source_pins_its_preamble_and_bibliography() -> None:
+    preamble, bibliography = get_source("stacks").extra_files
     assert preamble.path == "preamble.tex" and len(preamble.sha256) == 64 and "preamble" in preamble.role
+    assert bibliography.path == "my.bib" and len(bibliography.sha256) == 64 and "BibTeX" in bibliography.role
 
 
 def test_prepare_prints_the_build_step(
@@ -569,10 +598,11 @@ def test_builders_cover_every_registered_corpus() -> None:
 
 @pytest.fixture
 def data_dir() -> Path:
-    value = os.environ.get(DATA_DIR_ENV)
-    if not value:
-        pytest.skip(f"{DATA_DIR_ENV} is not set: the published corpora are needed for this check")
-    return Path(value)
+    """The published corpora: ``$TEXTGEN_DATA_DIR``, else ``../shared/data`` as every other test reads them."""
+    path = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (path / "sources.json").is_file():
+        pytest.skip(f"published corpora not found at {path}: set {DATA_DIR_ENV}")
+    return path
 
 
 def read_text(path: Path) -> str:
@@ -601,6 +631,7 @@ def test_published_shakespeare_is_the_pinned_file(data_dir: Path) -> None:
 
 
 CJK = "[\u4e00-\u9fff]"
+SONGCI_LINE = re.compile(f"[\u4e00-\u9fff，。、？！；：]+")
 TANG_VERSE = re.compile(f"{CJK}{{5}}，{CJK}{{5}}。|{CJK}{{7}}，{CJK}{{7}}。")
 
 
@@ -635,6 +666,28 @@ def test_published_songshi_follows_the_rule(data_dir: Path) -> None:
         assert split_bucket(body) >= 5 and body not in tang_bodies and body not in seen, poem
         seen.add(body)
     assert len(seen) == 176_937 and irregular <= 15
+
+
+def test_published_songci_follows_the_rule(data_dir: Path) -> None:
+    seen: set[str] = set()
+    counts = {}
+    for part, buckets in (("train", range(10, 100)), ("val", range(5, 10))):
+        text = read_text(data_dir / "songci" / f"{part}.txt")
+        assert text.endswith("。\n") and not text.endswith("\n\n")
+        blocks = text[:-1].split("\n\n")
+        counts[part] = len(blocks)
+        for block in blocks:
+            tune, *lines = block.split("\n")
+            body = "\n".join(lines)
+            assert SONGCI_LINE.fullmatch(tune) and lines and all(SONGCI_LINE.fullmatch(line) for line in lines), block
+            assert split_bucket(body) in buckets and body not in seen, block
+            seen.add(body)
+    assert counts == {"train": 15_803, "val": 856}
+
+
+def test_published_stacks_bibliography_is_the_pinned_file(data_dir: Path) -> None:
+    (pin,) = [f for f in get_source("stacks").extra_files if f.path == "my.bib"]
+    assert sha256_hex((data_dir / "stacks" / "my.bib").read_bytes()) == pin.sha256
 
 
 def test_published_stacks_replays_exactly(data_dir: Path, tmp_path: Path) -> None:

@@ -34,6 +34,11 @@ STACKS_TRAIN_BUDGET = 6_000_000  # characters
 STACKS_VAL_BUDGET = 600_000
 STACKS_SEPARATOR = "\n"
 
+SONGCI_RESERVED_BELOW = 5  # buckets 0-4: held out, in neither file
+SONGCI_VAL_BELOW = 10  # buckets 5-9: val; 10-99: train
+SONGCI_PUNCTUATION = "，。、？！；："
+SONGCI_TEXT = re.compile(f"[{CJK_RANGE}{SONGCI_PUNCTUATION}]+")
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -177,11 +182,40 @@ def build_stacks(
     )
 
 
+def build_songci(files: Sequence[Path]) -> Splits:
+    """Song ci (``ci.song.*.json``, already simplified), one block per ci: its tune, then its text.
+
+    Files in sorted path order, ci in file order.  Kept: the tune name (``rhythmic``) and every
+    paragraph consist only of CJK ideographs (U+4E00-U+9FFF) and ``，。、？！；：``.  A block is the
+    tune on its first line and the paragraphs one a line; blocks are joined by one blank line; a
+    body (paragraphs joined by newline) seen before is dropped.  Split by bucket of the body:
+    0-4 reserved, 5-9 val, 10-99 train.
+    """
+    train: list[str] = []
+    val: list[str] = []
+    seen: set[str] = set()
+    for path in sorted((Path(p) for p in files), key=lambda p: p.as_posix()):
+        for ci in json.loads(path.read_bytes()):
+            tune, paragraphs = ci.get("rhythmic") or "", ci.get("paragraphs") or []
+            if not paragraphs or not all(SONGCI_TEXT.fullmatch(text) for text in (tune, *paragraphs)):
+                continue
+            body = "\n".join(paragraphs)
+            if body in seen:
+                continue
+            seen.add(body)
+            bucket = split_bucket(body)
+            if bucket < SONGCI_RESERVED_BELOW:
+                continue
+            (val if bucket < SONGCI_VAL_BELOW else train).append(f"{tune}\n{body}\n")
+    return Splits(train=_join_poems(train), val=_join_poems(val))
+
+
 BUILDERS: dict[str, Callable[..., Splits]] = {
     "shakespeare": build_shakespeare,
     "tang": build_tang,
     "stacks": build_stacks,
     "songshi": build_songshi,
+    "songci": build_songci,
 }
 """The rule of each corpus: ``builder(files)``, or ``builder(files, <base>)`` for those of ``BUILT_FROM``."""
 

@@ -1,6 +1,6 @@
 """Resolve a corpus config (``conf/data/*.yaml``) into its train and validation text.
 
-Registered corpora (``shakespeare``, ``tang``, ``stacks``, ``songshi``) are read, in this order, from the ready
+Registered corpora (``shakespeare``, ``tang``, ``stacks``, ``songshi``, ``songci``) are read, in this order, from the ready
 files under ``data_dir`` (``TEXTGEN_DATA_DIR``), from the download cache, or downloaded from their
 pinned public source and converted (see :mod:`textgen.data.prepare`).  The ``text`` corpus is any
 local UTF-8 file or folder of files, each plain or compressed (``.gz``, ``.bz2``, ``.xz``).
@@ -46,7 +46,7 @@ class CorpusConfig:
     name: str
     """Short name, used in run and export names."""
     source: str | None = None
-    """Registered public source to download (``shakespeare``, ``tang``, ``stacks``, ``songshi``), or None."""
+    """Registered public source to download (``shakespeare``, ``tang``, ``stacks``, ``songshi``, ``songci``), or None."""
     path: str | None = None
     """For local corpora: a UTF-8 file or a folder of files."""
     ready: dict[str, str] = field(default_factory=dict)
