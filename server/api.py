@@ -43,7 +43,8 @@ def health() -> tuple[Response, int]:
 @bp.get("/v1/models")
 def models() -> Response:
     """The exported models, read from their files (listing loads nothing), in the OpenAI list shape too."""
-    cards = [listing.card() for listing in state().registry.listings()]
+    registry = state().registry
+    cards = [{**listing.card(), "runtime": registry.runtime(listing.info.name)} for listing in registry.listings()]
     data = [{**card, "id": card["name"], "object": "model", "created": _epoch(card["created"]),
              "owned_by": OWNED_BY} for card in cards]
     return jsonify(ModelList.model_validate({"object": "list", "data": data, "models": cards}).model_dump())

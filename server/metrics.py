@@ -7,6 +7,8 @@ import time
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from textgen.export import LoadedModel
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -32,6 +34,34 @@ class Metrics:
                                       "(_count: reads, _sum: rows)", ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.encoder_seconds = Counter("textgen_encoder_seconds", "Time spent reading contexts", ["model"], registry=r)
         self.model_loads = Counter("textgen_model_loads", "Model loads by outcome", ["model", "outcome"], registry=r)
+        self.runtime = Gauge("textgen_runtime", "How a loaded model decodes (1 for its current settings; `auto` "
+                             "chose them by timing on this machine, or from its cache)",
+                             ["model", "quantize", "decode_step", "encoder_runtime", "cached"], registry=r)
+        self.runtime_timings = Gauge("textgen_runtime_candidate_seconds",
+                                     "What `auto` measured at load: seconds a decoding step (part=step) or a context "
+                                     "read (part=encoder) of each candidate took at each size",
+                                     ["model", "part", "candidate", "rows"], registry=r)
+        self._runtime_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
+
+    def record_runtime(self, model: str, loaded: LoadedModel) -> None:
+        """Show how ``loaded`` decodes, and what ``auto`` measured for it (replacing an earlier load's)."""
+        for gauge, labels in self._runtime_labels.pop(model, []):
+            gauge.remove(*labels)
+        choice = loaded.runtime_choice
+        shown = [(self.runtime, (model, loaded.quantize, loaded.decode_step, loaded.encoder_runtime,
+                                 str(bool(choice is not None and choice.cached)).lower()))]
+        if choice is not None:
+            for part, table in (("step", choice.step_ms), ("encoder", choice.encoder_ms)):
+                shown += [(self.runtime_timings, (model, part, candidate, rows))
+                          for candidate, sizes in table.items() for rows in sizes]
+        for gauge, labels in shown:
+            gauge.labels(*labels).set(1 if gauge is self.runtime else self._ms(choice, labels) / 1e3)
+        self._runtime_labels[model] = shown
+
+    @staticmethod
+    def _ms(choice, labels: tuple[str, ...]) -> float:
+        _, part, candidate, rows = labels
+        return (choice.step_ms if part == "step" else choice.encoder_ms)[candidate][rows]
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -24,6 +24,7 @@ from server.batching import Batcher
 from server.metrics import Metrics
 from server.settings import ServerSettings
 from textgen.export import CONFIG, WEIGHTS, ExportError, ExportInfo, load_export, read_info, read_metrics, validate_name
+from textgen.runtime_choice import MeasureSettings
 
 log = logging.getLogger("server")
 
@@ -85,6 +86,20 @@ class ModelRegistry:
         self._failed: dict[str, tuple[float, str, int | None]] = {}  # when, why, files' stamp
         self._listings: dict[tuple[str, float], Listing | None] = {}  # None: unreadable (logged once)
         self._closed = False
+        #: What ``auto`` times: a step of one row and of a full batch (:mod:`textgen.runtime_choice`).
+        self.measure_settings = MeasureSettings(step_rows=tuple(sorted({1, settings.batching.max_batch_size})))
+
+    def runtime(self, name: str) -> dict | None:
+        """How model ``name`` decodes now (None until it is loaded): its settings and what ``auto`` measured."""
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            return None
+        loaded = batcher.loaded
+        choice = loaded.runtime_choice
+        return {"quantize": loaded.quantize, "decode_step": loaded.decode_step, "encoder_runtime": loaded.encoder_runtime,
+                "measured": None if choice is None else {
+                    "step_ms": choice.step_ms, "encoder_ms": choice.encoder_ms, "cached": choice.cached,
+                    "seconds": round(choice.measure_s, 3), "machine": choice.machine}}
 
     # ----------------------------------------------------------------- discovery
     def listings(self) -> list[Listing]:
@@ -144,7 +159,8 @@ class ModelRegistry:
             try:
                 started = time.perf_counter()
                 loaded = load_export(path, device=self.settings.device, quantize=self.settings.quantize,
-                                     encoder_runtime=self.settings.encoder_runtime)
+                                     encoder_runtime=self.settings.encoder_runtime,
+                                     decode_step=self.settings.decode_step, measure=self.measure_settings)
             except (ExportError, OSError, RuntimeError, ValueError) as error:
                 log.error("model %s failed to load: %s", name, error)
                 self._failed[name] = (time.monotonic(), str(error), stamp)
@@ -157,9 +173,10 @@ class ModelRegistry:
             self._stamps[name] = stamp
             self._failed.pop(name, None)
             self.metrics.model_loads.labels(model=name, outcome="loaded").inc()
-            log.info("%s model %s (%s weights, %s encoder) in %.1f s", "reloaded changed" if old else "loaded", name,
-                     "float32" if loaded.quantize == "none" else loaded.quantize, loaded.encoder_runtime,
-                     time.perf_counter() - started)
+            self.metrics.record_runtime(name, loaded)
+            log.info("%s model %s (%s weights, %s step, %s encoder) in %.1f s", "reloaded changed" if old else "loaded",
+                     name, "float32" if loaded.quantize == "none" else loaded.quantize, loaded.decode_step,
+                     loaded.encoder_runtime, time.perf_counter() - started)
             if old is not None:  # its running and queued requests finish on the old weights
                 threading.Thread(target=old.close, name=f"close-{name}", daemon=True).start()
             return batcher

@@ -74,6 +74,10 @@ class ModelCard(BaseModel):
     vocab_size: int
     val_bpc: float | None
     created: str
+    runtime: dict[str, Any] | None = Field(
+        None, description="How the model decodes once loaded (null before its first use): `quantize`, `decode_step`, "
+                          "`encoder_runtime`, and under `measured` what `auto` timed on this machine (ms per step or "
+                          "context read, by candidate and rows; `cached` when read from an earlier load's measurement).")
 
 
 class ModelEntry(ModelCard):

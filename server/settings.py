@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from textgen.encoder_runtime import resolve_encoder_runtime
+from textgen.models.fused_step import resolve_decode_step
 from textgen.quantization import resolve_quantize
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -63,9 +64,12 @@ class ServerSettings(_Section):
     onednn: bool = False
     """Let torch use oneDNN (mkldnn) while decoding; its LSTM step is slower than the native one on CPU."""
     quantize: Literal["none", "int8", "auto"] = "auto"
-    """Weights of the decoding step: float32, int8 (CPU only), or int8 on CPU (:mod:`textgen.quantization`)."""
+    """Weights of the decoding step: float32, int8 (CPU only), or the faster on this machine, timed at load
+    (:mod:`textgen.quantization`, :mod:`textgen.runtime_choice`)."""
     encoder_runtime: Literal["torch", "onnxruntime", "auto"] = "auto"
-    """What runs the context encoder: torch, onnxruntime (CPU only), or onnxruntime on CPU (:mod:`textgen.encoder_runtime`)."""
+    """What runs the context encoder: torch, onnxruntime (CPU only), or the faster, timed (:mod:`textgen.encoder_runtime`)."""
+    decode_step: Literal["torch", "fused", "auto"] = "auto"
+    """How a float32 model steps: its modules, fused (:mod:`textgen.models.fused_step`), or the faster, timed."""
     retry_failed_s: float = Field(30.0, ge=0)
     """A model that failed to load is answered 503 this long before it is tried again (at once if its files change)."""
     batching: Batching = Batching()
@@ -77,6 +81,7 @@ class ServerSettings(_Section):
     def _runtime_fits_device(self) -> ServerSettings:
         resolve_quantize(self.quantize, self.device)  # int8 on a GPU: a ValueError naming `quantize`
         resolve_encoder_runtime(self.encoder_runtime, self.device)  # likewise, naming `encoder_runtime`
+        resolve_decode_step(self.decode_step, self.device)
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ pytest_plugins = ["server_fixtures"]  # the server tests' folders and live serve
 # minutes instead of seconds.  A value already set (by the user) wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# What `auto` measures at load (textgen/runtime_choice.py) is cached per process tree of the suite, not
+# in the user's ~/.cache: the CLIs and servers the tests start inherit the folder.
+os.environ.setdefault("TEXTGEN_CACHE_DIR", tempfile.mkdtemp(prefix="textgen-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TEXTGEN_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -112,7 +112,7 @@ def test_bad_encoder_runtime_values_name_the_option(tiny_tang):
         resolve_encoder_runtime("tvm", "cpu")
     with pytest.raises(EncoderRuntimeError, match="`encoder_runtime=onnxruntime` runs on CPU only"):
         resolve_encoder_runtime("onnxruntime", "cuda")
-    assert resolve_encoder_runtime("auto", "cpu") == "onnxruntime" and resolve_encoder_runtime("auto", "cuda") == "torch"
+    assert resolve_encoder_runtime("auto", "cpu") == "auto" and resolve_encoder_runtime("auto", "cuda") == "torch"
     result = cli("sample", f"checkpoint={tiny_tang}", "encoder_runtime=tvm", check=False)
     assert result.returncode == 2
     assert "`encoder_runtime` must be one of torch, onnxruntime, auto, got 'tvm'" in result.stderr

@@ -13,7 +13,8 @@ at a time, pays that per-call cost many times over (docs/SERVING.md).
 written to disk.  A row's result does not depend on the other rows of its batch.  Inference only:
 it holds no parameters and computes no gradients.
 
-``auto`` is ``onnxruntime`` on CPU and ``torch`` elsewhere.
+``auto`` is ``torch`` off the CPU; on CPU it is measured when the export is loaded
+(:mod:`textgen.runtime_choice`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ class EncoderRuntimeError(ValueError):
     """An unknown ``encoder_runtime``, one the device cannot run, or an encoder it cannot hold."""
 
 
+ENCODER_RUNTIMES = ("torch", "onnxruntime")
+
+
 def resolve_encoder_runtime(mode: str, device: str | torch.device) -> str:
-    """``torch`` or ``onnxruntime``: what ``mode`` means on ``device``; raises :class:`EncoderRuntimeError`."""
-    return resolve_cpu_choice("encoder_runtime", mode, cpu_only="onnxruntime", elsewhere="torch",
-                              error=EncoderRuntimeError, device=device)
+    """``torch``, ``onnxruntime`` or (on CPU) ``auto``: what ``mode`` means on ``device``; raises
+    :class:`EncoderRuntimeError`."""
+    return resolve_cpu_choice("encoder_runtime", mode, candidates=ENCODER_RUNTIMES, cpu_only=("onnxruntime",),
+                              elsewhere="torch", error=EncoderRuntimeError, device=device)
 
 
 def _gates(weight: Tensor, order: tuple[int, ...]) -> np.ndarray:
@@ -146,12 +151,12 @@ class OnnxBidirectionalRNN(nn.Module):
 
 
 def use_encoder_runtime(model: nn.Module, mode: str, device: str | torch.device = "cpu") -> nn.Module:
-    """``model``'s encoder run as ``mode`` (``torch``, ``onnxruntime`` or ``auto``) says, on ``device``;
+    """``model``'s encoder run as ``mode`` (``torch`` or ``onnxruntime``) says, on ``device``;
     in place.  A model without an encoder (a decoder-only char-rnn) is returned as it is."""
     if resolve_encoder_runtime(mode, device) == "onnxruntime" and isinstance(getattr(model, "encoder", None), nn.RNNBase):
         model.encoder = OnnxBidirectionalRNN(model.encoder)
     return model
 
 
-__all__ = ["EncoderRuntimeError", "OnnxBidirectionalRNN", "encoder_graph",
+__all__ = ["ENCODER_RUNTIMES", "EncoderRuntimeError", "OnnxBidirectionalRNN", "encoder_graph",
            "resolve_encoder_runtime", "use_encoder_runtime"]

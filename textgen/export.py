@@ -33,8 +33,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from textgen.atomic import atomic_directory
+from textgen.cpu_choice import AUTO
 from textgen.encoder_runtime import resolve_encoder_runtime, use_encoder_runtime
 from textgen.models import ModelConfig, Seq2SeqLM
+from textgen.models.fused_step import FusedStepError, resolve_decode_step, use_decode_step
 from textgen.quantization import quantize_model, resolve_quantize
 from textgen.tokenizer import CharTokenizer, TokenizerError
 
@@ -93,6 +95,11 @@ class LoadedModel:
     """How the weights were loaded: ``none`` (float32) or ``int8`` (:mod:`textgen.quantization`)."""
     encoder_runtime: str = "torch"
     """What runs the context encoder: ``torch`` or ``onnxruntime`` (:mod:`textgen.encoder_runtime`)."""
+    decode_step: str = "torch"
+    """How a float32 model steps: ``torch`` (its modules) or ``fused`` (:mod:`textgen.models.fused_step`)."""
+    runtime_choice: Any = None
+    """What ``auto`` measured and chose (:class:`textgen.runtime_choice.RuntimeChoice`); None when no
+    option was ``auto``."""
 
     @property
     def name(self) -> str:
@@ -213,18 +220,31 @@ def unshipped_export_name(export_dir: str | os.PathLike, name: str) -> str:
 
 
 def load_export(path: str | os.PathLike, device: str | torch.device = "cpu", quantize: str = "none",
-                encoder_runtime: str = "torch") -> LoadedModel:
+                encoder_runtime: str = "torch", decode_step: str = "torch",
+                measure: Any = None) -> LoadedModel:
     """Load an export folder into a model in eval mode; raises :class:`ExportError`.
 
     ``quantize``: ``none`` keeps float32 weights; ``int8`` swaps the decoding step's layers to int8
-    (CPU only); ``auto`` is ``int8`` on CPU, else ``none``.  ``encoder_runtime``: ``torch`` runs the
-    context encoder with torch; ``onnxruntime`` with onnxruntime's fused kernels (CPU only, the same
-    float32 function, several times faster for a few rows); ``auto`` is ``onnxruntime`` on CPU.  A bad
-    value of either raises a ``ValueError`` naming the option (:class:`textgen.quantization.QuantizeError`,
-    :class:`textgen.encoder_runtime.EncoderRuntimeError`) before anything is read.
+    (CPU only).  ``encoder_runtime``: ``torch`` runs the context encoder with torch; ``onnxruntime``
+    with onnxruntime's fused kernels (CPU only, the same float32 function).  ``decode_step``: ``torch``
+    steps through the model's modules; ``fused`` through :class:`textgen.models.fused_step.FusedStep`
+    (float32 weights only; the same function in fewer operations).  ``auto`` is the non-CPU value
+    off the CPU; on CPU every ``auto`` option is decided by timing the candidates on this machine, once
+    per machine and export (:func:`textgen.runtime_choice.load_measured`, with ``measure``, its
+    :class:`~textgen.runtime_choice.MeasureSettings`).  A bad value raises a ``ValueError`` naming the
+    option (:class:`textgen.quantization.QuantizeError`, :class:`textgen.encoder_runtime.EncoderRuntimeError`,
+    :class:`textgen.models.fused_step.FusedStepError`) before anything is read.
     """
     mode = resolve_quantize(quantize, device)
     runtime = resolve_encoder_runtime(encoder_runtime, device)
+    step = resolve_decode_step(decode_step, device)
+    if mode == "int8" and step == "fused":
+        raise FusedStepError("`decode_step=fused` steps float32 weights; it cannot be used with `quantize=int8`")
+    if AUTO in (mode, runtime, step):
+        from textgen.runtime_choice import load_measured  # it loads through this function, with the candidates
+
+        return load_measured(path, device, quantize=mode, decode_step=step, encoder_runtime=runtime,
+                             settings=measure)
     path = Path(path)
     info = read_info(path)
     try:
@@ -245,9 +265,10 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu", qua
     except RuntimeError as error:
         raise ExportError(f"{path / WEIGHTS} does not match {path / CONFIG}: {error}") from error
     model = quantize_model(model.to(device).eval(), mode, device)
+    model = use_decode_step(model, step)
     model = use_encoder_runtime(model, runtime, device)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, metrics=read_metrics(path), path=path,
-                       quantize=mode, encoder_runtime=runtime)
+                       quantize=mode, encoder_runtime=runtime, decode_step=step)
 
 
 def checkpoints_dir() -> Path:

@@ -36,6 +36,7 @@ from textgen.export import ExportError, LoadedModel, load_export, resolve_export
 from textgen.forms import FormError, prepare_latex
 from textgen.forms.latex import LatexConstraint, latex_tables
 from textgen.forms.latex_vocab import compile_latex, pdflatex_available, wrap_document
+from textgen.models.fused_step import FusedStepError
 from textgen.sampling import SamplingParams, generate
 
 INSTALL_HINT = ("pdflatex not found, so only {tex} was written: install LaTeX (Debian/Ubuntu: sudo apt-get install "
@@ -152,14 +153,14 @@ def run(cfg: DictConfig) -> int:
         return 2
     try:
         loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device,
-                             encoder_runtime=str(cfg.encoder_runtime))
+                             encoder_runtime=str(cfg.encoder_runtime), decode_step=str(cfg.decode_step))
         prepare_latex(loaded)  # a model without LaTeX files is refused before anything is written
         torch.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         paper = PaperWriter(loaded, cfg).write()
     except FormError as error:
         print(f"error: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (ExportError, EncoderRuntimeError) as error:
+    except (ExportError, EncoderRuntimeError, FusedStepError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     atomic_write_text(tex, paper.document)

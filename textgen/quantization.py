@@ -10,7 +10,9 @@ so a seeded request writes the same text alone or batched, as in float.  (``torc
 deprecated.)  The encoder, which runs only when rows join or re-read their context, stays float;
 so do the embeddings, of which a step reads one row.
 
-``auto`` is ``int8`` on CPU and ``none`` elsewhere.
+``auto`` is ``none`` off the CPU; on CPU it is measured when the export is loaded: int8 wins where the
+CPU has fast int8 dot products and can lose where it has not (an AVX2-only host: docs/SERVING.md), so it
+is timed, not assumed (:mod:`textgen.runtime_choice`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ class QuantizeError(ValueError):
     """An unknown ``quantize`` value, or one the device cannot run; the message names the option."""
 
 
+QUANTIZE_MODES = ("none", "int8")
+
+
 def resolve_quantize(mode: str, device: str | torch.device) -> str:
-    """``none`` or ``int8``: what ``mode`` means on ``device``; raises :class:`QuantizeError`."""
-    return resolve_cpu_choice("quantize", mode, cpu_only="int8", elsewhere="none", error=QuantizeError, device=device)
+    """``none``, ``int8`` or (on CPU) ``auto``: what ``mode`` means on ``device``; raises :class:`QuantizeError`."""
+    return resolve_cpu_choice("quantize", mode, candidates=QUANTIZE_MODES, cpu_only=("int8",), elsewhere="none",
+                              error=QuantizeError, device=device)
 
 
 def _quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,7 +184,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def quantize_model(model: nn.Module, mode: str, device: str | torch.device = "cpu") -> nn.Module:
-    """``model`` as ``mode`` (``none``, ``int8`` or ``auto``) says, on ``device``; in place."""
+    """``model`` as ``mode`` (``none`` or ``int8``) says, on ``device``; in place."""
     if resolve_quantize(mode, device) == "int8":
         return quantize_int8(model)
     return model
@@ -190,5 +196,5 @@ def weight_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-__all__ = ["Int8Linear", "Int8RNN", "QuantizeError", "quantize_int8", "quantize_model",
+__all__ = ["Int8Linear", "Int8RNN", "QUANTIZE_MODES", "QuantizeError", "quantize_int8", "quantize_model",
            "resolve_quantize", "weight_bytes"]

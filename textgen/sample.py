@@ -22,6 +22,7 @@ from textgen.cli import hydra_command
 from textgen.encoder_runtime import EncoderRuntimeError
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FORM_CLASSES, FormError, api_fields, form_keys, prepare_form
+from textgen.models.fused_step import FusedStepError
 from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
@@ -85,7 +86,7 @@ def run(cfg: DictConfig) -> int:
         if cfg.prompt_file:
             prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
         loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize),
-                             encoder_runtime=str(cfg.encoder_runtime))
+                             encoder_runtime=str(cfg.encoder_runtime), decode_step=str(cfg.decode_step))
         prepared = prepare_form(form_request(cfg), loaded, prompt)
         constraint = None
         if prepared is not None:
@@ -108,7 +109,7 @@ def run(cfg: DictConfig) -> int:
     except FormError as error:
         print(f"error: {error.field}: {error}", file=sys.stderr)
         return 2
-    except (SamplingError, ExportError, QuantizeError, EncoderRuntimeError, OSError) as error:
+    except (SamplingError, ExportError, QuantizeError, EncoderRuntimeError, FusedStepError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if streaming:

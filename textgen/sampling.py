@@ -144,6 +144,39 @@ def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: Tensor) -> T
     return torch.where(seen, penalised, logits)
 
 
+@dataclass(frozen=True)
+class DrawSettings:
+    """Rows' sampling settings, each (B,), with what they imply worked out once: a batch's rows keep
+    theirs from step to step, so :class:`DecodeBatch` builds this once per membership."""
+
+    temperature: Tensor
+    top_k: Tensor
+    top_p: Tensor
+    min_p: Tensor | None
+    vocab_size: int
+    """V of the logits drawn from: a ``top_k`` of V or more keeps every token."""
+    greedy: Tensor = field(init=False)
+    """(B,) rows at temperature 0 (argmax)."""
+    divisor: Tensor | None = field(init=False)
+    """(B, 1) what the logits are divided by (1 for greedy rows); None when every row's is 1."""
+    truncating: Tensor = field(init=False)
+    """(B,) rows that keep only their top-k / top-p tokens."""
+    flags: tuple[bool, ...] = field(init=False)
+    """(any greedy, all greedy, any min_p, any truncating, all truncating)."""
+
+    def __post_init__(self) -> None:
+        greedy = self.temperature <= 0
+        divisor = torch.where(greedy, torch.ones_like(self.temperature), self.temperature)
+        truncating = ((self.top_k > 0) & (self.top_k < self.vocab_size)) | (self.top_p < 1.0)
+        set_ = object.__setattr__
+        set_(self, "greedy", greedy)
+        set_(self, "divisor", None if bool((divisor == 1).all()) else divisor[:, None])
+        set_(self, "truncating", truncating)
+        set_(self, "flags", (bool(greedy.any()), bool(greedy.all()),
+                             self.min_p is not None and bool((self.min_p > 0).any()),
+                             bool(truncating.any()), bool(truncating.all())))
+
+
 def sample_tokens(
     logits: Tensor,
     temperature: Tensor,
@@ -160,18 +193,26 @@ def sample_tokens(
     ``searchsorted``), much faster than ``torch.multinomial`` for large vocabularies.  Masked
     tokens carry ``-inf`` and are never drawn.
     """
-    B, V = logits.shape
-    greedy = temperature <= 0
-    scaled = logits / torch.where(greedy, torch.ones_like(temperature), temperature)[:, None]
-    if min_p is not None and bool((min_p > 0).any()):
+    return draw_tokens(logits, DrawSettings(temperature, top_k, top_p, min_p, logits.shape[-1]), uniforms)
+
+
+def draw_tokens(logits: Tensor, settings: DrawSettings, uniforms: Tensor) -> Tensor:
+    """:func:`sample_tokens` with the settings' implications already worked out (:class:`DrawSettings`)."""
+    V = logits.shape[-1]
+    any_greedy, all_greedy, any_min_p, any_truncating, all_truncating = settings.flags
+    if all_greedy:
+        return logits.argmax(dim=-1)
+    scaled = logits if settings.divisor is None else logits / settings.divisor
+    if any_min_p:
+        min_p = settings.min_p
         # p_i >= min_p * p_max  <=>  scaled_i >= max(scaled) + log(min_p)
         floor = scaled.max(dim=-1, keepdim=True).values + torch.log(min_p.clamp(min=1e-30))[:, None]
         scaled = scaled.masked_fill((scaled < floor) & (min_p[:, None] > 0), float("-inf"))
     # A row that truncates draws in the order of its ranked tokens, one that does not in the order of
     # the vocabulary, whatever its neighbours do: a seeded row writes the same text alone or batched.
-    truncating = ((top_k > 0) & (top_k < V)) | (top_p < 1.0)
-    drawn = None if bool(truncating.all()) else _inverse_cdf(scaled, uniforms)
-    if bool(truncating.any()):
+    drawn = None if all_truncating else _inverse_cdf(scaled, uniforms)
+    if any_truncating:
+        top_k, top_p = settings.top_k, settings.top_p
         ranked, order = scaled.sort(dim=-1, descending=True)  # (B, V)
         ranks = torch.arange(V, device=logits.device)[None, :]
         k = torch.where(top_k > 0, top_k, torch.full_like(top_k, V))[:, None]
@@ -180,10 +221,10 @@ def sample_tokens(
         before = probs.cumsum(dim=-1) - probs  # probability mass ranked above each token
         ranked = ranked.masked_fill((before >= top_p[:, None]) & (ranks > 0), float("-inf"))
         drawn_ranked = order.gather(1, _inverse_cdf(ranked, uniforms)[:, None])[:, 0]
-        drawn = drawn_ranked if drawn is None else torch.where(truncating, drawn_ranked, drawn)
-    if not bool(greedy.any()):
+        drawn = drawn_ranked if drawn is None else torch.where(settings.truncating, drawn_ranked, drawn)
+    if not any_greedy:
         return drawn
-    return torch.where(greedy, logits.argmax(dim=-1), drawn)
+    return torch.where(settings.greedy, logits.argmax(dim=-1), drawn)
 
 
 def _inverse_cdf(scaled: Tensor, uniforms: Tensor) -> Tensor:
@@ -304,10 +345,7 @@ class Row:
 class _RowSettings:
     """The sampling parameters of a batch's rows, each (B,)."""
 
-    temperature: Tensor
-    top_k: Tensor
-    top_p: Tensor
-    min_p: Tensor
+    draw: DrawSettings
     penalty: Tensor
     penalised: bool
     """Some row has a repetition penalty other than 1."""
@@ -416,6 +454,8 @@ class DecodeBatch:
             self.trained = torch.ones(V, dtype=torch.bool)
             self.trained[torch.tensor(untrained, dtype=torch.long)] = False
             self.trained = self.trained.to(self.device)
+        #: (utf8.STATES, V): the pieces an unconstrained row may not draw in each UTF-8 state.
+        self.blocked_by_state = ~self._narrow_to_trained(self.utf8_masks)
         self.rows: list[Row] = []
         self.state: DecoderState | None = None
         self.seen: Tensor | None = None  # (B, V) tokens in each row's prompt and text
@@ -510,7 +550,8 @@ class DecodeBatch:
         logits = logits.float()
         chosen = self._choose(logits)
         self._record_logprobs(logits, chosen)
-        self.seen[torch.arange(len(self.rows), device=self.device), chosen] = True
+        if self._row_settings().penalised:  # only a penalised row reads it; a row joining starts its own
+            self.seen[torch.arange(len(self.rows), device=self.device), chosen] = True
         out, done = [], []
         for row, token in zip(self.rows, chosen.tolist()):
             out.append((row, self._advance(row, token)))
@@ -543,7 +584,7 @@ class DecodeBatch:
 
     def _choose(self, logits: Tensor) -> Tensor:
         rows = self.rows
-        allowed = self.utf8_masks[torch.tensor([row.utf8.state for row in rows], device=self.device)]
+        states = torch.tensor([row.utf8.state for row in rows], device=self.device)
         constrained, masks = [], []
         for i, row in enumerate(rows):
             if row.constraint is not None:
@@ -553,29 +594,37 @@ class DecodeBatch:
                     constrained.append(i)
                     masks.append(mask)
         if masks:  # one masked AND for all constrained rows
+            allowed = self.utf8_masks[states]
             index = torch.tensor(constrained, device=self.device)
             allowed[index] &= torch.stack(masks).to(self.device)
-        if self.trained is not None:  # a row whose every choice is untrained keeps its choices
-            narrowed = allowed & self.trained
-            allowed = torch.where(narrowed.any(dim=1, keepdim=True), narrowed, allowed)
-        logits = logits.masked_fill(~allowed, float("-inf"))
+            blocked = ~self._narrow_to_trained(allowed)
+        else:  # no row constrained this step: each state's blocked pieces are known in advance
+            blocked = self.blocked_by_state[states]
+        logits = logits.masked_fill(blocked, float("-inf"))
         settings = self._row_settings()
         if settings.penalised:
             logits = apply_repetition_penalty(logits, self.seen, settings.penalty)
         uniforms = torch.tensor([row.uniform() for row in rows], device=self.device)
-        return sample_tokens(logits, settings.temperature, settings.top_k, settings.top_p, uniforms, settings.min_p)
+        return draw_tokens(logits, settings.draw, uniforms)
+
+    def _narrow_to_trained(self, allowed: Tensor) -> Tensor:
+        """``allowed`` (B, V) less the untrained pieces, except in a row whose every choice is untrained."""
+        if self.trained is None:
+            return allowed
+        narrowed = allowed & self.trained
+        return torch.where(narrowed.any(dim=1, keepdim=True), narrowed, allowed)
 
     def _row_settings(self) -> _RowSettings:
         """The rows' sampling parameters as (B,) tensors, built once for each membership of the batch."""
         if self._settings is None:
             params = [row.params for row in self.rows]
             penalty = torch.tensor([p.repetition_penalty for p in params], device=self.device)
-            self._settings = _RowSettings(
-                temperature=torch.tensor([p.temperature for p in params], device=self.device),
-                top_k=torch.tensor([p.top_k for p in params], device=self.device),
-                top_p=torch.tensor([p.top_p for p in params], device=self.device),
-                min_p=torch.tensor([p.min_p for p in params], device=self.device),
-                penalty=penalty, penalised=bool((penalty != 1.0).any()))
+            draw = DrawSettings(temperature=torch.tensor([p.temperature for p in params], device=self.device),
+                                top_k=torch.tensor([p.top_k for p in params], device=self.device),
+                                top_p=torch.tensor([p.top_p for p in params], device=self.device),
+                                min_p=torch.tensor([p.min_p for p in params], device=self.device),
+                                vocab_size=self.tokenizer.vocab_size)
+            self._settings = _RowSettings(draw=draw, penalty=penalty, penalised=bool((penalty != 1.0).any()))
         return self._settings
 
     def _advance(self, row: Row, token: int) -> str:

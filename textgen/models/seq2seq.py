@@ -254,6 +254,7 @@ class Seq2SeqLM(nn.Module):
             self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
         else:
             self.head = nn.Linear(H, config.vocab_size)
+        self.fused_step: nn.Module | None = None  # set by textgen.models.fused_step.fuse_step for decoding
         self._init_recurrent()
 
     def _init_recurrent(self) -> None:
@@ -357,7 +358,12 @@ class Seq2SeqLM(nn.Module):
         return self.dropout(out), replace(state, hidden=h, cell=c)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """One character for every row: ``tokens`` (B,) -> logits (B, V) and the next state."""
+        """One character for every row: ``tokens`` (B,) -> logits (B, V) and the next state.
+
+        A model loaded with ``decode_step="fused"`` runs its :class:`~textgen.models.fused_step.FusedStep`
+        instead: the same function in fewer operations."""
+        if self.fused_step is not None:
+            return self.fused_step(tokens, state)
         logits, state = self.decode(tokens[:, None], state)
         return logits[:, 0], state
 
