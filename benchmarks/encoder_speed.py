@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from textgen.export import load_export  # noqa: E402
+from textgen.machine import cpu_capability  # noqa: E402
 
 MODELS = ["shakespeare-gru", "tang-gru", "stacks-lstm"]
 ROWS = [1, 2, 4, 8, 16, 32]
@@ -56,10 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                           "torch": torch.__version__}, "rows": []}
+                           "torch": torch.__version__, "capability": cpu_capability()}, "rows": []}
     print("| model | rows | contexts | torch ms | onnxruntime ms | speed-up |\n| --- | ---: | --- | ---: | ---: | ---: |")
     for name in args.models:
-        loaded = {rt: load_export(REPO / "checkpoints" / name, quantize="auto", encoder_runtime=rt) for rt in RUNTIMES}
+        loaded = {rt: load_export(REPO / "checkpoints" / name, quantize="none", encoder_runtime=rt) for rt in RUNTIMES}
         chars, vocab = loaded["torch"].info.context_chars, loaded["torch"].tokenizer.vocab_size
         for rows in args.rows:
             for mixed in (False, True):

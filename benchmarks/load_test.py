@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.batcher_profile import closed_loop, server_batcher  # noqa: E402
 from textgen.export import LoadedModel, export_model, load_export  # noqa: E402
+from textgen.machine import cpu_capability  # noqa: E402
 from textgen.models import ModelConfig, Seq2SeqLM  # noqa: E402
 from textgen.sampling import DecodeBatch, SamplingParams  # noqa: E402
 from textgen.tokenizer import CharTokenizer  # noqa: E402
@@ -381,7 +382,8 @@ def main() -> None:
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "processor": platform.processor(), "torch": torch.__version__,
                                  "server_torch_threads": args.torch_threads,
-                                 "server_workers": args.workers, "shipped_models": args.shipped},
+                                 "server_workers": args.workers, "shipped_models": args.shipped,
+                                 "capability": cpu_capability()},
                      "chars_per_request": CHARS, "levels": [], "engine": {}}
     server_log = Path(tempfile.gettempdir()) / "textgen-load-server.log"
     server_log.unlink(missing_ok=True)

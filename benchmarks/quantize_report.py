@@ -1,13 +1,16 @@
-"""Float32 against int8 weights: decoding speed, the memory-bandwidth limit of a step, and bpc.
+"""The decoding step's candidates (float32 modules, the fused float32 step, int8 weights): speed, the
+memory-bandwidth limit of a step, and bpc.
 
     python benchmarks/quantize_report.py speed --out docs/results/quantize-speed.json
+    python benchmarks/quantize_report.py speed --threads 2 --out docs/results/quantize-speed-2threads.json
     TEXTGEN_DATA_DIR=../shared/data python benchmarks/quantize_report.py bpc --out docs/results/quantize-bpc.json
 
-``speed`` (one torch thread, the server's oneDNN setting): this machine's memory bandwidth (a
+``speed`` (``--threads`` torch threads, default one; the server's oneDNN setting; the machine's CPU model,
+kernel flags and library versions recorded beside the figures): this machine's memory bandwidth (a
 ``--bandwidth-mb`` float32 array summed by torch, which reads it, and copied by numpy, which reads
 and writes it, best of ``--repeats``); for each model the bytes of weights a batch-1 step reads (decoder, attention output,
 output layer, one embedding row) and of per-row state (the context memory and attention keys), and
-``DecodeBatch.step`` at batch 1, 8 and 32 with float32 and int8 weights, measured alternately
+``DecodeBatch.step`` at batch 1, 8 and 32 for each candidate of ``auto`` (:data:`MODES`), measured alternately
 ``--repeats`` times (the median is reported).  The limit of a batch-1 step is its bytes over the
 read bandwidth: chars/s at batch 1 is reported as a share of it.  The step's weights (3-16 MB) may
 stay in the caches between steps, so the read bandwidth of arrays of 3.5 and 14 MB (read again
@@ -40,12 +43,16 @@ sys.path.insert(0, str(REPO))
 from batcher_profile import static_step_seconds  # noqa: E402  (benchmarks/ is on sys.path)
 
 from textgen.export import load_export  # noqa: E402
-from textgen.quantization import weight_bytes  # noqa: E402
+from textgen.machine import cpu_capability  # noqa: E402
+from textgen.quantization import QUANTIZE_MODES, weight_bytes  # noqa: E402
 
 SPEED_MODELS = {"shakespeare-gru": "ROMEO:\n", "tang-gru": "春眠不觉晓，"}
 BPC_MODELS = {"shakespeare-gru": "shakespeare", "tang-gru": "tang", "stacks-gru": "stacks"}
 BATCHES = (1, 8, 32)
-MODES = ("none", "int8")
+#: The decoding candidates of ``auto`` (textgen/runtime_choice.py): float32 through the model's modules,
+#: float32 through the fused step, int8 weights.
+MODES = {"none+torch": ("none", "torch"), "none+fused": ("none", "fused"), "int8": ("int8", "torch")}
+BASELINE = "none+torch"
 
 
 def machine() -> dict:
@@ -57,7 +64,7 @@ def machine() -> dict:
     except (OSError, subprocess.CalledProcessError):
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-            "numpy": np.__version__, "load": os.getloadavg()}
+            "numpy": np.__version__, "load": os.getloadavg(), "capability": cpu_capability()}
 
 
 def bandwidth(megabytes: float, repeats: int) -> dict:
@@ -99,14 +106,15 @@ def step_bytes(loaded) -> dict:
 
 
 def speed(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     result: dict = {"machine": machine(), "bandwidth": bandwidth(args.bandwidth_mb, args.repeats),
                     "bandwidth_by_size": [bandwidth(mb, args.repeats) for mb in (3.5, 14)], "models": {}}
     read = result["bandwidth"]["read_gb_s"] * 1e9
     cached = {row["array_mb"]: row["read_gb_s"] * 1e9 for row in result["bandwidth_by_size"]}
     for name, prompt in SPEED_MODELS.items():
-        loaded = {mode: load_export(REPO / "checkpoints" / name, quantize=mode) for mode in MODES}
-        entry: dict = {"vocab_size": loaded["none"].tokenizer.vocab_size, "modes": {}}
+        loaded = {mode: load_export(REPO / "checkpoints" / name, quantize=q, decode_step=s, encoder_runtime="torch")
+                  for mode, (q, s) in MODES.items()}
+        entry: dict = {"vocab_size": loaded[BASELINE].tokenizer.vocab_size, "modes": {}}
         times = {(mode, rows): [] for mode in MODES for rows in BATCHES}
         for _ in range(args.repeats):  # alternate, so that a neighbour's load hits both alike
             for rows in BATCHES:
@@ -123,16 +131,21 @@ def speed(args: argparse.Namespace) -> dict:
             for rows in BATCHES:
                 seconds = statistics.median(times[mode, rows])
                 per_batch[rows] = {"ms_per_step": round(1000 * seconds, 3), "chars_per_s": round(rows / seconds),
+                                   "best_ms_per_step": round(1000 * min(times[mode, rows]), 3),
                                    "runs_ms": [round(1000 * t, 3) for t in times[mode, rows]]}
             entry["modes"][mode] = {"step_bytes": size, "batch1_limit_chars_per_s": round(limit),
                                     "batch1_share_of_limit": round(per_batch[1]["chars_per_s"] / limit, 3),
                                     "cache_array_mb": near, "batch1_cache_limit_chars_per_s": round(cache_limit),
                                     "batch1_share_of_cache_limit": round(per_batch[1]["chars_per_s"] / cache_limit, 3),
                                     "batches": per_batch}
-        entry["speedup"] = {rows: round(entry["modes"]["int8"]["batches"][rows]["chars_per_s"]
-                                        / entry["modes"]["none"]["batches"][rows]["chars_per_s"], 2) for rows in BATCHES}
+        entry["speedup"] = {mode: {rows: round(entry["modes"][mode]["batches"][rows]["chars_per_s"]
+                                               / entry["modes"][BASELINE]["batches"][rows]["chars_per_s"], 2)
+                                   for rows in BATCHES} for mode in MODES if mode != BASELINE}
         result["models"][name] = entry
-        print(name, json.dumps(entry["speedup"]), flush=True)
+        for mode in MODES:
+            steps = ", ".join(f"{rows} rows {entry['modes'][mode]['batches'][rows]['ms_per_step']} ms" for rows in BATCHES)
+            print(f"{name} {mode}: {steps} (batch 1: {entry['modes'][mode]['batch1_share_of_limit']:.0%} of the "
+                  f"DRAM limit)", flush=True)
     result["load_after"] = os.getloadavg()
     return result
 
@@ -147,7 +160,7 @@ def bpc(args: argparse.Namespace) -> dict:
         files = {"shakespeare": val, "tang": data / "tang" / "val.txt", "stacks": data / "stacks" / "val.txt"}
         for name, corpus in BPC_MODELS.items():
             entry = {"file": str(files[corpus]) if corpus != "shakespeare" else "shakespeare/input.txt, last 10%"}
-            for mode in MODES:
+            for mode in QUANTIZE_MODES:
                 command = [sys.executable, "-m", "textgen.evaluate", f"checkpoint={REPO / 'checkpoints' / name}",
                            f"file={files[corpus]}", "json=true", f"quantize={mode}"]
                 out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO,
@@ -167,6 +180,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100, help="timed steps a measurement")
     parser.add_argument("--bandwidth-mb", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the speed timings")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = speed(args) if args.what == "speed" else bpc(args)

@@ -40,7 +40,8 @@ def test_a_completion_is_the_native_engine_s_text(live, client):
     assert completion.usage.total_tokens == 13
     lp = choice.logprobs
     assert lp.tokens == list(choice.text) and lp.text_offset == list(range(12))
-    model = load_export(live.state.settings.checkpoints / TANG, quantize=live.state.settings.quantize)  # as served
+    served = next(m["runtime"] for m in live.get("/v1/models").json()["models"] if m["name"] == TANG)
+    model = load_export(live.state.settings.checkpoints / TANG, quantize=served["quantize"])  # as `auto` chose
     assert lp.token_logprobs == pytest.approx(continuation_logprobs(model, "春", choice.text), abs=2e-4)
     assert all(len(top) == 2 for top in lp.top_logprobs)
 

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from textgen.atomic import atomic_directory
 from textgen.cpu_choice import AUTO
 from textgen.encoder_runtime import resolve_encoder_runtime, use_encoder_runtime
+from textgen.machine import cpu_flags
 from textgen.models import ModelConfig, Seq2SeqLM
 from textgen.models.fused_step import FusedStepError, resolve_decode_step, use_decode_step
 from textgen.quantization import quantize_model, resolve_quantize
@@ -118,6 +119,7 @@ def machine_description() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "cpus": os.cpu_count(), "processor": platform.processor(),
+        "cpu_flags": cpu_flags(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

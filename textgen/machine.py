@@ -37,6 +37,11 @@ def _cpuinfo() -> tuple[str, tuple[str, ...]]:
     return model, tuple(flag for flag in KERNEL_FLAGS if flag in present)
 
 
+def cpu_flags() -> list[str]:
+    """The kernel flags (:data:`KERNEL_FLAGS`) this CPU has."""
+    return list(_cpuinfo()[1])
+
+
 def cpu_capability() -> dict[str, Any]:
     """The CPU model, its kernel flags, torch's vector capability, library versions and threads."""
     import onnxruntime  # imported here: only the decoding side needs it
@@ -59,4 +64,4 @@ def describe(capability: dict[str, Any]) -> str:
             f"onnxruntime {capability['onnxruntime']}, {capability['threads']} thread(s)")
 
 
-__all__ = ["KERNEL_FLAGS", "cpu_capability", "describe"]
+__all__ = ["KERNEL_FLAGS", "cpu_capability", "cpu_flags", "describe"]

@@ -154,6 +154,8 @@ def run(cfg: DictConfig) -> int:
     try:
         loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device,
                              encoder_runtime=str(cfg.encoder_runtime), decode_step=str(cfg.decode_step))
+        if loaded.runtime_choice is not None:  # what `auto` chose, and the timings it chose by
+            print(f"[{loaded.name}: {loaded.runtime_choice.summary()}]", file=sys.stderr)
         prepare_latex(loaded)  # a model without LaTeX files is refused before anything is written
         torch.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         paper = PaperWriter(loaded, cfg).write()

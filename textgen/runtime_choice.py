@@ -70,6 +70,9 @@ class MeasureSettings:
     steps; the timings stay below that)."""
     rounds: int = 3
     """The candidates are timed alternately this many times; each keeps its best."""
+    budget_s: float = 3.0
+    """On a machine so busy that the timings run long, no round starts after this many seconds of
+    measuring (every candidate is timed at every size at least once)."""
 
     def key(self) -> dict[str, Any]:
         return {"step_rows": list(self.step_rows), "encoder_rows": list(self.encoder_rows)}
@@ -104,7 +107,7 @@ class RuntimeChoice:
     def summary(self) -> str:
         """One line: the choice, and each candidate's timings."""
         def timings(table: dict[str, dict[str, float]], unit: str) -> str:
-            return "; ".join(f"{name} " + "/".join(f"{ms:.3g}" for ms in sizes.values()) + " ms at "
+            return "; ".join(f"{name} " + "/".join(_ms(ms) for ms in sizes.values()) + " ms at "
                              + "/".join(sizes) + f" {unit}" for name, sizes in table.items())
         parts = [f"{decoding_label(self.quantize, self.decode_step)} step, {self.encoder_runtime} encoder"]
         if self.step_ms:
@@ -113,6 +116,10 @@ class RuntimeChoice:
             parts.append(f"context reads: {timings(self.encoder_ms, 'rows')}")
         how = "cached" if self.cached else f"measured in {self.measure_s:.2f} s"
         return f"{', '.join(parts)} ({how} on {describe(self.machine)})" if self.machine else ", ".join(parts)
+
+
+def _ms(ms: float) -> str:
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
 
 
 def decoding_label(quantize: str, decode_step: str) -> str:
@@ -152,15 +159,19 @@ def _repeats(run: Callable[[], object], settings: MeasureSettings) -> int:
     return max(1, min(settings.max_repeats, int(settings.seconds_per_timing / once)))
 
 
-def time_alternately(runs: dict[str, dict[int, Callable[[], object]]], settings: MeasureSettings) -> dict[str, dict[str, float]]:
+def time_alternately(runs: dict[str, dict[int, Callable[[], object]]], settings: MeasureSettings,
+                     deadline: float | None = None) -> dict[str, dict[str, float]]:
     """``{candidate: {size: run}}`` -> ``{candidate: {size: best ms}}``: for each size the candidates
-    run alternately for ``settings.rounds`` rounds (so a machine's drift hits them alike)."""
+    run alternately for ``settings.rounds`` rounds (so a machine's drift hits them alike); past
+    ``deadline`` (a ``time.perf_counter()`` value) only the first round of each size runs."""
     best: dict[str, dict[str, float]] = {name: {} for name in runs}
     sizes = sorted({size for by_size in runs.values() for size in by_size})
     for size in sizes:
         timed = {name: by_size[size] for name, by_size in runs.items() if size in by_size}
         repeats = {name: _repeats(run, settings) for name, run in timed.items()}
-        for _ in range(settings.rounds):
+        for round_ in range(settings.rounds):
+            if round_ and deadline is not None and time.perf_counter() > deadline:
+                break
             for name, run in timed.items():
                 seconds = _seconds_each(run, repeats[name])
                 best[name][str(size)] = min(best[name].get(str(size), math.inf), seconds * 1e3)
@@ -224,12 +235,13 @@ def measure(base: LoadedModel, quantize: str, decode_step: str, encoder_runtime:
     """Time the candidates that the ``auto`` options leave open, on float32 ``base`` (loaded with
     ``none``/``torch``/``torch``); returns the choice and the model loaded that way."""
     started = time.perf_counter()
+    deadline = started + settings.budget_s
     candidates = _decoding_candidates(base, quantize, decode_step)
     loaded = {decoding_label(q, s): _with_decoding(base, q, s, device) for q, s in candidates}
     step_ms: dict[str, dict[str, float]] = {}
     if len(loaded) > 1:
         step_ms = time_alternately({name: {rows: _stepper(model, rows) for rows in settings.step_rows}
-                                    for name, model in loaded.items()}, settings)
+                                    for name, model in loaded.items()}, settings, deadline)
         winner = min(step_ms, key=lambda name: per_row_cost(step_ms[name]))
     else:
         winner = next(iter(loaded))
@@ -242,7 +254,8 @@ def measure(base: LoadedModel, quantize: str, decode_step: str, encoder_runtime:
     elif len(runtimes) > 1:
         modules = {"torch": encoder, "onnxruntime": OnnxBidirectionalRNN(encoder)}
         encoder_ms = time_alternately({name: {rows: _reader(chosen, modules[name], rows)
-                                              for rows in settings.encoder_rows} for name in runtimes}, settings)
+                                              for rows in settings.encoder_rows} for name in runtimes},
+                                       settings, deadline)
         runtime = min(encoder_ms, key=lambda name: per_row_cost(encoder_ms[name]))
         chosen.model.encoder = modules[runtime]
     else:

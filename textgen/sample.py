@@ -87,6 +87,8 @@ def run(cfg: DictConfig) -> int:
             prompt = Path(cfg.prompt_file).read_text(encoding="utf-8")
         loaded = load_export(resolve_export(cfg.checkpoint), device=cfg.device, quantize=str(cfg.quantize),
                              encoder_runtime=str(cfg.encoder_runtime), decode_step=str(cfg.decode_step))
+        if loaded.runtime_choice is not None:  # what `auto` chose, and the timings it chose by
+            print(f"[{loaded.name}: {loaded.runtime_choice.summary()}]", file=sys.stderr)
         prepared = prepare_form(form_request(cfg), loaded, prompt)
         constraint = None
         if prepared is not None:
