@@ -242,13 +242,13 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu", qua
     step = resolve_decode_step(decode_step, device)
     if mode == "int8" and step == "fused":
         raise FusedStepError("`decode_step=fused` steps float32 weights; it cannot be used with `quantize=int8`")
+    path = Path(path)
+    info = read_info(path)  # a missing or unreadable export is an ExportError before anything is timed
     if AUTO in (mode, runtime, step):
         from textgen.runtime_choice import load_measured  # it loads through this function, with the candidates
 
         return load_measured(path, device, quantize=mode, decode_step=step, encoder_runtime=runtime,
                              settings=measure)
-    path = Path(path)
-    info = read_info(path)
     try:
         tokenizer = CharTokenizer.load(path / TOKENIZER)
     except TokenizerError as error:

@@ -6,6 +6,7 @@ of the load-time choices measured on it (:mod:`textgen.runtime_choice`)."""
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from typing import Any
 import torch
 
 CPUINFO = Path("/proc/cpuinfo")
+
+#: Environment variables that narrow the instruction sets the kernels use below what the CPU has:
+#: torch's own vectorised kernels, oneDNN (int8 products, recurrent layers) and MKL (float products).
+#: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` makes an AVX-512
+#: host decode as an AVX2-only one does.
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 #: The CPU flags that change which decoding kernels are fastest: x86 vector widths, int8 dot products
 #: (VNNI), bfloat16 and AMX tiles; on ARM, SIMD, SVE and int8 matrix products.
@@ -43,7 +50,8 @@ def cpu_flags() -> list[str]:
 
 
 def cpu_capability() -> dict[str, Any]:
-    """The CPU model, its kernel flags, torch's vector capability, library versions and threads."""
+    """The CPU model, its kernel flags, torch's vector capability, any narrowing of the instruction sets
+    (:data:`ISA_LIMITS`), library versions and threads."""
     import onnxruntime  # imported here: only the decoding side needs it
 
     model, flags = _cpuinfo()
@@ -51,6 +59,7 @@ def cpu_capability() -> dict[str, Any]:
         "cpu": model,
         "flags": list(flags),
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa_limits": {name: os.environ[name] for name in ISA_LIMITS if os.environ.get(name)},
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "threads": torch.get_num_threads(),
@@ -60,8 +69,9 @@ def cpu_capability() -> dict[str, Any]:
 def describe(capability: dict[str, Any]) -> str:
     """One line: ``AMD EPYC (avx2 fma avx512f ...), torch 2.13.0 AVX512, onnxruntime 1.x, 2 threads``."""
     flags = " ".join(capability["flags"]) or "no vector flags"
-    return (f"{capability['cpu']} ({flags}), torch {capability['torch']} {capability['torch_capability']}, "
+    limits = "".join(f", {name}={value}" for name, value in capability.get("isa_limits", {}).items())
+    return (f"{capability['cpu']} ({flags}{limits}), torch {capability['torch']} {capability['torch_capability']}, "
             f"onnxruntime {capability['onnxruntime']}, {capability['threads']} thread(s)")
 
 
-__all__ = ["KERNEL_FLAGS", "cpu_capability", "cpu_flags", "describe"]
+__all__ = ["ISA_LIMITS", "KERNEL_FLAGS", "cpu_capability", "cpu_flags", "describe"]
