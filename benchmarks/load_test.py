@@ -125,6 +125,12 @@ class Server:
         self.log.close()
 
 
+def served_runtime(url: str, model: str) -> dict | None:
+    """How the server decodes ``model`` (``/v1/models``' ``runtime``: its settings and what ``auto`` timed)."""
+    cards = requests.get(url + "/v1/models", timeout=30).json()["models"]
+    return next((card.get("runtime") for card in cards if card["name"] == model), None)
+
+
 # --------------------------------------------------------------------------- clients
 def request_body(model: str, texts: list[str], k: int, i: int, per_client: int) -> dict:
     """Request ``i`` of client ``k``."""
@@ -403,6 +409,8 @@ def main() -> None:
                                     args.workers, quantize, args.encoder_runtime)
                     try:
                         run_level(server.url, path.name, texts, 2, 2, 60)  # warm up (first-step allocations)
+                        runtime = served_runtime(server.url, path.name)  # what `auto` chose, once loaded
+                        print(f"{path.name}: {runtime}", flush=True)
                         for clients in args.clients:
                             per_client = args.requests_per_client * (4 if clients == 1 else 1)
                             if args.same_rows and clients > 1 and batching == "on":
@@ -411,7 +419,7 @@ def main() -> None:
                             else:
                                 level = run_level(server.url, path.name, texts, clients, per_client, args.limit_s)
                             level.update(vocab=vocab, vocab_size=vocab_size, batching=batching, quantize=quantize,
-                                         encoder_runtime=args.encoder_runtime,
+                                         encoder_runtime=args.encoder_runtime, runtime=runtime,
                                          load=round(os.getloadavg()[0], 2))
                             results["levels"].append(level)
                             print(json.dumps(level), flush=True)
