@@ -53,8 +53,8 @@ def _transposed(weight: Tensor) -> Tensor:
     return weight.detach().float().t().contiguous()
 
 
-def _bias(bias: Tensor | None, size: int) -> Tensor:
-    return torch.zeros(size) if bias is None else bias.detach().float().clone()
+def _bias(bias: Tensor | None, size: int, device: torch.device) -> Tensor:
+    return torch.zeros(size, device=device) if bias is None else bias.detach().float().clone()
 
 
 class FusedStep(nn.Module):
@@ -70,45 +70,46 @@ class FusedStep(nn.Module):
             raise FusedStepError("the decoding step of a projected or bidirectional decoder cannot be fused")
         self.mode, self.hidden, self.layers = decoder.mode, decoder.hidden_size, decoder.num_layers
         gates = _GATES[self.mode] * self.hidden
+        device = model.embedding.weight.device
         with torch.no_grad():
             self._keep("embedding", model.embedding.weight.detach().float().clone())  # (V, E)
             for layer in range(self.layers):
                 self._keep(f"w_ih{layer}", _transposed(getattr(decoder, f"weight_ih_l{layer}")))  # (I, G*H)
-                self._keep(f"b_ih{layer}", _bias(getattr(decoder, f"bias_ih_l{layer}", None), gates))
+                self._keep(f"b_ih{layer}", _bias(getattr(decoder, f"bias_ih_l{layer}", None), gates, device))
                 self._keep(f"w_hh{layer}", _transposed(getattr(decoder, f"weight_hh_l{layer}")))  # (H, G*H)
-                self._keep(f"b_hh{layer}", _bias(getattr(decoder, f"bias_hh_l{layer}", None), gates))
+                self._keep(f"b_hh{layer}", _bias(getattr(decoder, f"bias_hh_l{layer}", None), gates, device))
             self.attends = model.config.has_encoder
             if self.attends:
                 out = model.attention_out
                 self._keep("w_att_h", _transposed(out.weight[:, :self.hidden]))  # (H, H)
                 self._keep("w_att_c", _transposed(out.weight[:, self.hidden:]))  # (2He, H)
-                self._keep("b_att", _bias(out.bias, self.hidden))
+                self._keep("b_att", _bias(out.bias, self.hidden, device))
                 self.residual = model.config.attention_residual
                 self.scale = 1.0 / math.sqrt(self.hidden)
             self._init_head(model)
 
     def _init_head(self, model: Seq2SeqLM) -> None:
-        config = model.config
+        config, device = model.config, model.embedding.weight.device
         if config.adaptive_cutoffs:
             adaptive = model.adaptive_head
             self.head_kind = "adaptive"
             self.shortlist = adaptive.shortlist_size
             self.cutoffs = list(adaptive.cutoffs)
             self._keep("w_head", _transposed(adaptive.head.weight))  # (H, shortlist + clusters)
-            self._keep("b_head", _bias(adaptive.head.bias, adaptive.head.out_features))
+            self._keep("b_head", _bias(adaptive.head.bias, adaptive.head.out_features, device))
             for i, tail in enumerate(adaptive.tail):
                 self._keep(f"w_tail{i}_in", _transposed(tail[0].weight))  # (H, h_i)
                 self._keep(f"w_tail{i}_out", _transposed(tail[1].weight))  # (h_i, size_i)
         elif config.tie_weights:
             self.head_kind = "tied"
             self._keep("w_proj", _transposed(model.head_projection.weight))  # (H, E)
-            self._keep("b_proj", _bias(model.head_projection.bias, config.embedding))
+            self._keep("b_proj", _bias(model.head_projection.bias, config.embedding, device))
             self._keep("w_head", model.embedding.weight.detach().float().t().contiguous())  # (E, V)
             self._keep("b_head", model.head_bias.detach().float().clone())
         else:
             self.head_kind = "linear"
             self._keep("w_head", _transposed(model.head.weight))  # (H, V)
-            self._keep("b_head", _bias(model.head.bias, config.vocab_size))
+            self._keep("b_head", _bias(model.head.bias, config.vocab_size, device))
 
     def _keep(self, name: str, tensor: Tensor) -> None:
         """A weight copy of the step's (not part of any state dict: the export holds the model's own)."""
