@@ -92,6 +92,7 @@ class ModelCard(BaseModel):
     params: int
     vocab_size: int
     val_bpc: float | None
+    shipped: bool = Field(description="One of textgen's shipped models, not one trained on this machine.")
     created: str
 
 

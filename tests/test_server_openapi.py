@@ -36,10 +36,14 @@ def test_the_description_is_valid_openapi(contract):
     spec = contract.get("/openapi.json").json()
     validate_spec(spec)
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/models/{name}/latex", "/v1/generate",
-                                  "/v1/generate/stream", "/v1/completions", "/metrics", "/openapi.json", "/"}
-    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions"):
-        assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in contract.app.url_map.iter_rules()
+              if rule.endpoint != "static"}
+    assert set(spec["paths"]) == routes  # every route of the app's own table, and nothing else
+    assert "/v1/chat/completions" in routes
+    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions", "/v1/chat/completions"):
+        assert {"200", "400", "404", "413", "415", "422", "429", "500", "503"} <= set(
+            spec["paths"][path]["post"]["responses"])
+        assert "401" not in spec["paths"][path]["post"]["responses"]  # no keys on this server
     request = spec["components"]["schemas"]["GenerateRequest"]
     assert request["required"] == ["model"]
     assert request["properties"]["max_new_chars"]["maximum"] == 20000  # the configured limit
@@ -76,6 +80,15 @@ def test_real_responses_match_the_description(contract):
         ("POST", "/v1/completions", {"model": VERSE, "stream": True, "best_of": 2}),
         ("POST", "/v1/completions", {"model": "broken"}),
         ("POST", "/v1/completions", b"[1]"),
+        ("POST", "/v1/completions", {"model": VERSE, "max_tokens": 4, "min_p": 0.1}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "春"}],
+                                          "max_tokens": 6, "n": 2, "logprobs": True, "top_logprobs": 2}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "写一首五言绝句"}],
+                                          "seed": 1}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "春"}],
+                                          "max_tokens": 4, "stream": True}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": []}),
+        ("POST", "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "春"}]}),
     ]
     for method, path, body in calls:
         if body is None:
