@@ -1,8 +1,11 @@
-"""``/openapi.json``: the OpenAPI 3.1 description, built from the pydantic models the views use.
+"""``/openapi.json``: the OpenAPI 3.1 description, built from the app's own route table.
 
-Bodies come from :mod:`server.schemas` (so the description cannot drift from the validation), the
-configured limits are written into the request schema, and ``tests/test_server_openapi.py``
-validates real responses against it.
+Each view declares its description beside its route (:func:`describe`); :func:`build_spec` walks
+``app.url_map``, so a route added in one place appears here (and a route without a description is an
+error).  Bodies come from the pydantic models the views use (:mod:`server.schemas`,
+:mod:`server.openai_schemas`), so the description cannot drift from the validation; error tables are
+generated from :class:`server.error_kinds.ErrorKind`; the configured limits are written into the
+request schemas; ``tests/test_server_openapi.py`` validates real responses against it and fuzzes it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def json_content(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+View = TypeVar("View", bound=Callable[..., Any])
+
+
 @dataclass(frozen=True)
 class Operation:
     """A route's OpenAPI description, declared beside the route with :func:`describe`."""
@@ -77,8 +83,6 @@ def describe(**operation: Any) -> Callable[[View], View]:
     return mark
 
 
-View = TypeVar("View", bound=Callable[..., Any])
-
 RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "string"}}
 
 GENERATION_ERRORS = (ErrorKind.BAD_JSON, ErrorKind.UNKNOWN_MODEL, ErrorKind.TOO_LARGE, ErrorKind.UNSUPPORTED_MEDIA,
@@ -105,7 +109,7 @@ def error_responses(kinds: tuple[ErrorKind, ...], body: str) -> dict[str, Any]:
 
 
 STREAM_OK = {
-    "description": "Server-Sent Events: `data: {\"index\", \"text\"}` as text is written, "
+    "description": "Server-Sent Events: `data: {\"index\", \"text\", \"top_logprobs\"?}` as text is written, "
                    "`data: {\"index\", \"finish_reason\", \"generated_chars\", \"logprob\"?}` per sample, "
                    "`data: {\"usage\", \"timing\"}`, then `data: [DONE]`; an error after the start is "
                    "`data: {\"error\": {...}}` then `data: [DONE]`.",
