@@ -110,8 +110,8 @@ def metrics() -> Response:
 def openapi() -> Response:
     """The OpenAPI 3.1 description of this server's routes (limits as configured)."""
     s = state()
-    return jsonify(build_openapi(current_app, s.settings, [listing.info.name for listing in s.registry.listings()],
-                                 keys_required=s.keys.required))
+    return jsonify(build_openapi(s.settings, [listing.info.name for listing in s.registry.listings()],
+                                 app=current_app, keys_required=s.keys.required))
 
 
 # --------------------------------------------------------------------------- generation

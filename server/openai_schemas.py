@@ -19,10 +19,11 @@ from textgen.sampling import MAX_SAMPLES, MAX_STOP_STRINGS, MAX_TOP_LOGPROBS, Sa
 
 OPENAI_NAMES: dict[str, dict[str, str]] = {
     "completions": {"max_new_chars": "max_tokens", "top_logprobs": "logprobs", "return_logprobs": "logprobs"},
-    "chat": {"max_new_chars": "max_tokens", "return_logprobs": "logprobs"},
+    "chat": {"max_new_chars": "max_tokens", "return_logprobs": "logprobs", "prompt": "messages"},
 }
 """Per OpenAI route, the request field of each sampler option OpenAI names otherwise (the rest keep
-their names): the one table of the renames, read by the requests, their errors' ``param`` and the tests."""
+their names): the one table of the renames, read by the requests, their errors' ``param`` and the tests.
+(The chat route's prompt is its ``messages``: an error about the prompt names them.)"""
 CHARACTERS = ("Characters to generate: textgen's tokens are characters (a character outside the vocabulary is "
               "still one).")
 

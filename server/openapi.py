@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
 from server.auth import needs_key
 from server.error_kinds import ErrorKind
@@ -181,10 +181,18 @@ def operations(app: Flask) -> dict[str, dict[str, Operation]]:
     return paths
 
 
-def build_spec(app: Flask, settings: ServerSettings, model_names: list[str] | None = None,
+def build_spec(settings: ServerSettings, model_names: list[str] | None = None, *, app: Flask | None = None,
                keys_required: bool = False) -> dict[str, Any]:
     """The description of ``app``'s routes under these settings (and these models, given as examples);
-    with ``keys_required`` the routes behind the API keys say so, and answer 401 and 429."""
+    with ``keys_required`` the routes behind the API keys say so, and answer 401 and 429.  Without
+    ``app``: the current app's, or (outside a request) those of an app built with ``settings``."""
+    if app is None:
+        if has_app_context():
+            app = current_app
+        else:
+            from server import create_app
+
+            app = create_app({"TESTING": True, **settings.model_dump(mode="json")})
     components = _components(settings, model_names)
     paths: dict[str, Any] = {}
     for path, methods in operations(app).items():

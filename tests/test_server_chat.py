@@ -136,3 +136,6 @@ def test_chat_errors_are_the_client_s_exceptions(contract):
     with pytest.raises(openai.UnprocessableEntityError) as error:
         client.chat.completions.create(model=VERSE, messages=ask("x"), n=2, extra_body={"best_of": 3}, stream=True)
     assert error.value.param == "best_of"
+    with pytest.raises(openai.APIStatusError) as error:  # over the test server's 512 prompt characters
+        client.chat.completions.create(model=VERSE, messages=ask("春" * 300) + ask("秋" * 300))
+    assert error.value.status_code == 413 and error.value.body["param"] == "messages"

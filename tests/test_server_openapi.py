@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import requests
 from jsonschema import Draft202012Validator
 from live_server import LiveServer
@@ -129,3 +130,22 @@ def test_fuzz_with_schemathesis(contract_exports, tmp_path):
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
     finally:
         server.close()
+
+
+def test_a_route_appears_in_the_description_from_its_own_declaration(contract_exports):
+    """build_spec reads the app's route table: a described route appears, an undescribed one is an error."""
+    from server import create_app
+    from server.error_kinds import ErrorKind
+    from server.openapi import build_spec, describe, operations
+
+    app = create_app({"TESTING": True, "checkpoints": contract_exports})
+    try:
+        app.add_url_rule("/v1/echo", "echo", describe(summary="Echo", operation_id="echo", responses={
+            200: {"description": "ok"}}, errors=(ErrorKind.INVALID,))(lambda: "x"), methods=["POST"])
+        spec = build_spec(app.extensions["textgen"].settings, app=app)
+        assert set(spec["paths"]["/v1/echo"]["post"]["responses"]) == {"200", "422"}
+        app.add_url_rule("/v1/bare", "bare", lambda: "x")
+        with pytest.raises(RuntimeError, match="/v1/bare"):
+            operations(app)
+    finally:
+        app.extensions["textgen"].registry.close()
