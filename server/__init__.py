@@ -2,7 +2,9 @@
 
 Development: ``flask --app server run``.  Production: ``gunicorn -c server/gunicorn_conf.py
 'server:create_app()'`` (see docs/SERVING.md).  The contract is /work/shared/api.md: endpoints
-in :mod:`server.api`, :mod:`server.openai_api` (OpenAI-compatible) and :mod:`server.web`, errors in :mod:`server.errors`, batching in
+in :mod:`server.api`, :mod:`server.openai_api` and :mod:`server.chat_api` (OpenAI-compatible) and
+:mod:`server.web`, errors in :mod:`server.errors` (kinds in :mod:`server.error_kinds`), API keys in
+:mod:`server.auth`, batching in
 :mod:`server.batching`, settings from ``conf/server.yaml`` in :mod:`server.settings`.
 """
 
@@ -15,7 +17,8 @@ from typing import Any
 import torch
 from flask import Flask
 
-from server import errors, metrics
+from server import auth, errors, metrics
+from server.auth import ApiKeys
 from server.metrics import Metrics
 from server.registry import ModelRegistry
 from server.settings import load_settings
@@ -46,15 +49,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     app_metrics = Metrics()
-    state = ServerState(settings=settings, metrics=app_metrics, registry=ModelRegistry(settings, app_metrics))
+    keys = ApiKeys(settings.auth)  # before the registry starts anything: a bad key file stops here
+    state = ServerState(settings=settings, metrics=app_metrics, registry=ModelRegistry(settings, app_metrics),
+                        keys=keys)
     app.extensions["textgen"] = state
 
     errors.init_app(app)
+    auth.init_app(app)
     metrics.init_app(app, app_metrics)
-    from server import api, openai_api, web  # the views import the state helpers above
+    from server import api, chat_api, openai_api, web  # the views import the state helpers above
 
     app.register_blueprint(api.bp)
     app.register_blueprint(openai_api.bp)
+    app.register_blueprint(chat_api.bp)
     app.register_blueprint(web.bp)
     if settings.preload:
         state.registry.preload()

@@ -11,13 +11,16 @@ import queue
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
+from server.error_kinds import ErrorKind
 from server.errors import APIError
-from server.openapi import build_spec
+from server.openapi import GENERATION_ERRORS, STREAM_OK, describe, json_content
+from server.openapi import build_spec as build_openapi
 from server.schemas import GenerateRequest, GenerateResponse, Health, ModelList, dump
 from server.state import ServerState
 from textgen.sampling import SamplingParams, select_best
@@ -32,15 +35,23 @@ def state() -> ServerState:
 
 # --------------------------------------------------------------------------- plain endpoints
 @bp.get("/health")
+@describe(summary="Whether a model can be served", operation_id="health", responses={
+    HTTPStatus.OK: {"description": "Serving.", "content": json_content("Health")},
+    HTTPStatus.SERVICE_UNAVAILABLE: {"description": "No model can be loaded, or the server is draining.",
+                                     "content": json_content("Health")}})
 def health() -> tuple[Response, int]:
     """200 while a model can be served; 503 when none can, or while the server drains."""
     s = state()
     models = s.registry.available()
     status = "draining" if s.draining.is_set() else ("ok" if models else "unavailable")
-    return jsonify(dump(Health(status=status, models=models))), 200 if status == "ok" else 503
+    answer = jsonify(dump(Health(status=status, models=models)))
+    answer.status_code = HTTPStatus.OK if status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE
+    return answer
 
 
 @bp.get("/v1/models")
+@describe(summary="The exported models", operation_id="listModels", responses={
+    HTTPStatus.OK: {"description": "Every export in the checkpoints folder.", "content": json_content("ModelList")}})
 def models() -> Response:
     """The exported models, read from their files (listing loads nothing), in the OpenAI list shape too."""
     registry = state().registry
@@ -58,7 +69,18 @@ def _epoch(iso: str) -> int:
         return 0
 
 
+LATEX_FILES = {"application/json": {"schema": {
+    "type": "object", "required": ["model", "preamble", "document", "macros"],
+    "properties": {"model": {"type": "string"}, "preamble": {"type": "string"}, "document": {"type": "string"},
+                   "macros": {"type": "object", "additionalProperties": {"type": "string"}}}}}}
+
+
 @bp.get("/v1/models/<name>/latex")
+@describe(summary="What a model's `form: latex` text compiles with", operation_id="modelLatex",
+          parameters=({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
+          responses={HTTPStatus.OK: {"description": "The preamble, the document wrapper and the preamble's macros.",
+                             "content": LATEX_FILES}},
+          errors=(ErrorKind.UNKNOWN_MODEL, ErrorKind.NO_LATEX, ErrorKind.MODEL_UNAVAILABLE, ErrorKind.SHUTTING_DOWN))
 def model_latex(name: str) -> Response:
     """What ``form: latex`` text of this model compiles with: its preamble and the wrapper (404 when
     the model has no LaTeX files); ``macros`` are the preamble's own, for renderers such as KaTeX."""
@@ -68,7 +90,7 @@ def model_latex(name: str) -> Response:
     loaded = model_batcher(name).loaded  # UnknownModel / ModelUnavailable: 404 / 503 (server.errors)
     found = latex_tables(loaded.tokenizer, loaded.path)
     if found is None:
-        raise APIError(404, f"model {name!r} does not write LaTeX (its export has no preamble.tex and latex.json)",
+        raise APIError(ErrorKind.NO_LATEX, f"model {name!r} does not write LaTeX (its export has no preamble.tex and latex.json)",
                        field="model")
     preamble = found[1]
     return jsonify({"model": name, "preamble": preamble, "document": wrap_document("{preamble}", "{text}"),
@@ -76,16 +98,21 @@ def model_latex(name: str) -> Response:
 
 
 @bp.get("/metrics")
+@describe(summary="Prometheus metrics", operation_id="metrics", responses={
+    HTTPStatus.OK: {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics() -> Response:
     """Prometheus text format."""
     return state().metrics.render()
 
 
 @bp.get("/openapi.json")
+@describe(summary="This description", operation_id="openapi", responses={
+    HTTPStatus.OK: {"description": "OpenAPI 3.1.", "content": {"application/json": {"schema": {"type": "object"}}}}})
 def openapi() -> Response:
-    """The OpenAPI 3.1 description of this server (limits as configured)."""
+    """The OpenAPI 3.1 description of this server's routes (limits as configured)."""
     s = state()
-    return jsonify(build_spec(s.settings, [listing.info.name for listing in s.registry.listings()]))
+    return jsonify(build_openapi(s.settings, [listing.info.name for listing in s.registry.listings()],
+                                 app=current_app, keys_required=s.keys.required))
 
 
 # --------------------------------------------------------------------------- generation
@@ -108,21 +135,21 @@ def _reject_constant(name: str) -> Any:
 def read_json_object() -> dict[str, Any]:
     """The body as a JSON object: 415 unless JSON, 413 over the limit, 400 unless a UTF-8 JSON object."""
     if request.mimetype != "application/json":
-        raise APIError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+        raise APIError(ErrorKind.UNSUPPORTED_MEDIA, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
-        raise APIError(415, f"the body must be UTF-8, got charset {charset!r}")
+        raise APIError(ErrorKind.UNSUPPORTED_MEDIA, f"the body must be UTF-8, got charset {charset!r}")
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug raises 413
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         if isinstance(value, dict):  # a lone surrogate ("\ud800") is no text; in a prompt it is a 422 (below)
             _check_text({key: item for key, item in value.items() if key != "prompt"})
     except UnicodeError as error:
-        raise APIError(400, f"the body is not valid UTF-8: {error}") from error
+        raise APIError(ErrorKind.BAD_JSON, f"the body is not valid UTF-8: {error}") from error
     except (ValueError, RecursionError) as error:
-        raise APIError(400, f"the body is not valid JSON: {error}") from error
+        raise APIError(ErrorKind.BAD_JSON, f"the body is not valid JSON: {error}") from error
     if not isinstance(value, dict):
-        raise APIError(400, f"the body must be a JSON object, got {type(value).__name__}")
+        raise APIError(ErrorKind.BAD_JSON, f"the body must be a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -143,10 +170,10 @@ def check_limits(prompt: str, max_new_chars: int, *, length_field: str = "max_ne
     """413 for a prompt over the configured limit, 422 for more characters than it allows."""
     limits = state().settings.limits
     if len(prompt) > limits.max_prompt_chars:
-        raise APIError(413, f"`prompt` has {len(prompt)} characters, over the limit of "
+        raise APIError(ErrorKind.TOO_LARGE, f"`prompt` has {len(prompt)} characters, over the limit of "
                             f"{limits.max_prompt_chars}", field="prompt")
     if max_new_chars > limits.max_new_chars:
-        raise APIError(422, f"`{length_field}` must be at most {limits.max_new_chars}, got {max_new_chars}",
+        raise APIError(ErrorKind.INVALID, f"`{length_field}` must be at most {limits.max_new_chars}, got {max_new_chars}",
                        field=length_field)
 
 
@@ -154,7 +181,8 @@ def model_batcher(name: str) -> Batcher:
     """The batcher of model ``name`` (503 while draining; the registry raises 404/503 itself)."""
     s = state()
     if s.draining.is_set():
-        raise APIError(503, "the server is shutting down", headers={"Retry-After": "5"})
+        raise APIError(ErrorKind.SHUTTING_DOWN, "the server is shutting down",
+                       headers={"Retry-After": str(s.settings.shutdown.retry_after_s)})
     return s.registry.get(name)
 
 
@@ -175,7 +203,7 @@ def accept(stream: bool) -> Accepted:
 def refuse_ranked_stream(params: SamplingParams) -> None:
     """A stream cannot rank candidates it has already sent: ``best_of`` > ``n`` is refused (as OpenAI does)."""
     if params.candidates > params.n:
-        raise APIError(422, f"`best_of` ({params.best_of}) greater than `n` ({params.n}) cannot be streamed: "
+        raise APIError(ErrorKind.INVALID, f"`best_of` ({params.best_of}) greater than `n` ({params.n}) cannot be streamed: "
                             "the best candidates are known only when all are done", field="best_of")
 
 
@@ -186,18 +214,20 @@ def wait_for(job: Job, batcher: Batcher) -> None:
     finally:
         if not job.done.is_set():
             batcher.cancel(job)
-    if job.error is not None:
+    if job.failure is not None:
         raise job_error(job)
 
 
 def job_error(job: Job) -> APIError:
     """The answer for a job that failed or was cancelled."""
-    if job.error == "cancelled":
-        return APIError(503, "the request was cancelled")
-    return APIError(500, f"generation failed: {job.error}")
+    assert job.failure is not None
+    return APIError(job.failure.kind, job.failure.message)
 
 
 @bp.post("/v1/generate")
+@describe(summary="Generate; answer when done", operation_id="generate", request="GenerateRequest",
+          responses={HTTPStatus.OK: {"description": "The samples.", "content": json_content("GenerateResponse")}},
+          errors=GENERATION_ERRORS)
 def generate() -> Response:
     """Generate; answer when every sample is done."""
     accepted = accept(stream=False)
@@ -208,8 +238,8 @@ def generate() -> Response:
     samples = select_best(candidates, params.n) if params.candidates > params.n else candidates
     response = GenerateResponse.model_validate({
         "model": accepted.request.model,
-        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob}
-                    for s in samples],
+        "samples": [{"text": accepted.echo + s.text, "finish_reason": s.finish_reason, "logprob": s.logprob,
+                     "top_logprobs": s.top_logprobs if params.top_logprobs else None} for s in samples],
         "usage": {"prompt_chars": len(accepted.prompt),
                   "generated_chars": sum(s.generated_chars for s in candidates)},
         "timing": {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)},
@@ -222,6 +252,8 @@ def _sse(payload: Any) -> str:
 
 
 @bp.post("/v1/generate/stream")
+@describe(summary="Generate as a stream of Server-Sent Events", operation_id="generateStream",
+          request="GenerateRequest", responses={HTTPStatus.OK: STREAM_OK}, errors=GENERATION_ERRORS)
 def generate_stream() -> Response:
     """Generate as Server-Sent Events: text events per step, a finish event per sample, then [DONE]."""
     accepted = accept(stream=True)
@@ -230,8 +262,9 @@ def generate_stream() -> Response:
 
     def render(event: JobEvent) -> str:
         match event:
-            case TextEvent(index, text):
-                return _sse({"index": index, "text": text})
+            case TextEvent(index, text, _, _, top):
+                return _sse({"index": index, "text": text} if top is None else
+                            {"index": index, "text": text, "top_logprobs": top})
             case FinishEvent(index, sample):
                 payload = {"index": index, "finish_reason": sample.finish_reason,
                            "generated_chars": sample.generated_chars}

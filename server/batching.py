@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.error_kinds import ErrorKind
 from server.metrics import Metrics
 from server.settings import Batching
 from textgen.export import LoadedModel
@@ -38,8 +39,24 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why a job ended without its samples: its error kind, and words for the client."""
+
+    kind: ErrorKind
+    message: str
+
+
+CANCELLED = Failure(ErrorKind.CANCELLED, "the request was cancelled")
+STEP_FAILED = Failure(ErrorKind.GENERATION_FAILED, "generation failed (logged on the server)")
+
+
 class JobFailed(Exception):
-    """The worker could not generate a job (the message says why; details are in the log)."""
+    """The worker could not take a job (``kind`` says why; details are in the log)."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -71,9 +88,9 @@ class DoneEvent:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    """The job failed or was cancelled (``message`` says which): the last event."""
+    """The job failed or was cancelled (``failure`` says which): the last event."""
 
-    message: str
+    failure: Failure
 
 
 JobEvent = TextEvent | FinishEvent | DoneEvent | ErrorEvent
@@ -106,7 +123,7 @@ class Job:
     :class:`ErrorEvent` (every job)."""
     done: threading.Event = field(default_factory=threading.Event)
     samples: dict[int, Sample] = field(default_factory=dict)
-    error: str | None = None
+    failure: Failure | None = None
     cancelled: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
     started: float | None = None
@@ -142,10 +159,10 @@ class Job:
         if len(self.samples) == len(self.rows):
             self._close(DoneEvent())
 
-    def fail(self, message: str) -> None:
-        """End the job with ``message`` as its :attr:`error` (a job already done sends no more events)."""
-        self.error = message
-        self._close(ErrorEvent(message))
+    def fail(self, failure: Failure) -> None:
+        """End the job with ``failure`` (a job already done sends no more events)."""
+        self.failure = failure
+        self._close(ErrorEvent(failure))
 
     def _close(self, event: DoneEvent | ErrorEvent) -> None:
         if self.done.is_set():
@@ -215,7 +232,7 @@ class Batcher:
             row.tag = (job, index)
         with self._cond:
             if self._closing:
-                raise JobFailed("the server is shutting down")
+                raise JobFailed(ErrorKind.SHUTTING_DOWN, "the server is shutting down")
             if len(self._pending) >= self.settings.queue_length and not self._has_room(job):
                 raise QueueFull(self._retry_after())
             self._pending.append(job)
@@ -232,7 +249,7 @@ class Batcher:
             if job in self._pending:
                 self._pending.remove(job)
                 self._queue_depth.set(len(self._pending))
-                job.fail("cancelled")
+                job.fail(CANCELLED)
             else:
                 self._cancelled.append(job)
                 self._cond.notify()
@@ -276,7 +293,7 @@ class Batcher:
                 self._work(cancelled, admitted)
             except Exception:  # never let the worker die: fail what it held and start afresh
                 log.exception("batcher %s failed", self.name)
-                self._reset("generation failed (logged on the server)")
+                self._reset(STEP_FAILED)
 
     def _gather(self) -> None:
         """An idle model waits ``max_wait_ms`` for more requests, so that they start together."""
@@ -302,7 +319,7 @@ class Batcher:
     def _work(self, cancelled: list[Job], admitted: list[Job]) -> None:
         for job in cancelled:
             self.batch.remove(job.rows)
-            self._done(job, "cancelled")
+            self._done(job, CANCELLED)
         if admitted:  # one add for all: each add re-stacks the whole batch state
             started = time.perf_counter()
             for job in admitted:
@@ -340,18 +357,18 @@ class Batcher:
         if job.done.is_set():
             self._done(job)
 
-    def _done(self, job: Job, error: str | None = None) -> None:
-        if error is not None:
-            job.fail(error)
+    def _done(self, job: Job, failure: Failure | None = None) -> None:
+        if failure is not None:
+            job.fail(failure)
         with self._cond:
             self._running.discard(job)
 
-    def _reset(self, message: str) -> None:
+    def _reset(self, failure: Failure) -> None:
         with self._cond:
             jobs = list(self._running)
             self._running.clear()
             self._cancelled.clear()
         self.batch.remove(list(self.batch.rows))
         for job in jobs:
-            job.fail(message)
+            job.fail(failure)
         self._active_rows.set(0)

@@ -1,7 +1,8 @@
 """Every failure becomes one JSON error answer, never a stack trace; statuses are mapped here, once.
 
-Views raise :class:`APIError` or let the library's own exceptions through (a bad sampling value,
-an unknown model, a full queue, ...); :data:`LIBRARY_ERRORS` maps each of those to its status.
+Views raise :class:`APIError` naming an :class:`~server.error_kinds.ErrorKind` (the one place a
+status is declared) or let the library's own exceptions through (a bad sampling value, an unknown
+model, a full queue, ...); :data:`LIBRARY_ERRORS` maps each of those to its kind.
 The body's shape depends on the blueprint that served the request: textgen's own
 ``{"error": {"code", "message", "field"?}}``, or one a blueprint registers with
 :func:`register_shape` (the OpenAI-compatible routes answer in the OpenAI shape).
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from server.batching import JobFailed, QueueFull
+from server.error_kinds import ErrorKind
 from server.registry import ModelUnavailable, UnknownModel
 from textgen.forms import FormError
 from textgen.sampling import SamplingError
@@ -24,25 +26,24 @@ from textgen.tokenizer import TokenizerError
 
 log = logging.getLogger("server")
 
-# Status -> code, in the words of the HTTP reason phrases.
-CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
-    500: "internal_error", 503: "unavailable",
-}
-
-
 class APIError(Exception):
-    """An error answer: ``raise APIError(422, "`top_p` must be in (0, 1]", field="top_p")``."""
+    """An error answer: ``raise APIError(ErrorKind.INVALID, "`top_p` must be in (0, 1]", field="top_p")``."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None, code: str | None = None,
+    def __init__(self, kind: ErrorKind, message: str, *, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.message = message
         self.field = field
-        self.code = code or CODES.get(status, "error")
         self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return self.kind.value.status
+
+    @property
+    def code(self) -> str:
+        return self.kind.value.code
 
     def body(self) -> dict:
         """textgen's own shape."""
@@ -78,27 +79,27 @@ def validation_error(error: ValidationError) -> APIError:
     field = loc[0] if loc else None
     where = ".".join(loc)
     if first["type"] == "extra_forbidden":
-        return APIError(422, f"unknown field `{where}`", field=field)
+        return APIError(ErrorKind.INVALID, f"unknown field `{where}`", field=field)
     if first["type"] == "missing":
-        return APIError(422, f"`{where}` is required", field=field)
+        return APIError(ErrorKind.INVALID, f"`{where}` is required", field=field)
     message = first["msg"].removeprefix("Value error, ")  # our validators' own words
-    return APIError(422, f"`{where}`: {message}", field=field)
+    return APIError(ErrorKind.INVALID, f"`{where}`: {message}", field=field)
 
 
 def _queue_full(error: QueueFull) -> APIError:
-    return APIError(429, str(error), headers={"Retry-After": str(error.retry_after)})
+    return APIError(ErrorKind.QUEUE_FULL, str(error), headers={"Retry-After": str(error.retry_after)})
 
 
 #: The library's exceptions a request can raise, and the answer each one is.
 LIBRARY_ERRORS: dict[type[Exception], Callable[[Exception], APIError]] = {
     ValidationError: validation_error,
-    SamplingError: lambda e: APIError(422, str(e), field=e.field),
-    FormError: lambda e: APIError(422, str(e), field=e.field or "form"),
-    TokenizerError: lambda e: APIError(422, f"`prompt`: {e}", field="prompt"),
-    UnknownModel: lambda e: APIError(404, str(e), field="model"),
-    ModelUnavailable: lambda e: APIError(503, str(e), field="model"),
+    SamplingError: lambda e: APIError(ErrorKind.INVALID, str(e), field=e.field),
+    FormError: lambda e: APIError(ErrorKind.INVALID, str(e), field=e.field or "form"),
+    TokenizerError: lambda e: APIError(ErrorKind.INVALID, f"`prompt`: {e}", field="prompt"),
+    UnknownModel: lambda e: APIError(ErrorKind.UNKNOWN_MODEL, str(e), field="model"),
+    ModelUnavailable: lambda e: APIError(ErrorKind.MODEL_UNAVAILABLE, str(e), field="model"),
     QueueFull: _queue_full,
-    JobFailed: lambda e: APIError(503, str(e)),
+    JobFailed: lambda e: APIError(e.kind, str(e)),
 }
 
 
@@ -114,18 +115,18 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        status = error.code or 500
+        kind = ErrorKind.of_status(error.code or 500)
         messages = {
-            404: "no such path",
-            405: "method not allowed here",
-            413: f"request body is over the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes",
+            ErrorKind.NO_SUCH_PATH: "no such path",
+            ErrorKind.METHOD_NOT_ALLOWED: "method not allowed here",
+            ErrorKind.TOO_LARGE: f"request body is over the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes",
         }
-        response = APIError(status, messages.get(status, error.description or error.name)).response()
-        if status == 405 and error.get_response().headers.get("Allow"):
+        response = APIError(kind, messages.get(kind, error.description or error.name)).response()
+        if kind is ErrorKind.METHOD_NOT_ALLOWED and error.get_response().headers.get("Allow"):
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
-        return APIError(500, "internal error (logged on the server)").response()
+        return APIError(ErrorKind.INTERNAL, "internal error (logged on the server)").response()

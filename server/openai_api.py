@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -30,7 +31,8 @@ from server.api import (
 )
 from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, TextEvent
 from server.errors import APIError
-from server.openai_schemas import DEFAULTS, Completion, CompletionRequest
+from server.openai_schemas import OPENAI_NAMES, Completion, CompletionRequest
+from server.openapi import COMPLETIONS_OK, GENERATION_ERRORS, describe
 from textgen.evaluation import continuation_logprobs
 from textgen.sampling import Sample, SamplingParams, select_best
 
@@ -38,22 +40,15 @@ bp = Blueprint("openai", __name__)
 
 FINISH_REASONS = {"length": "length", "stop": "stop", "form_complete": "stop"}
 """textgen's finish reasons in OpenAI's words: a completed form is a natural stop."""
-PARAMS = {"max_new_chars": "max_tokens", "top_logprobs": "logprobs", "return_logprobs": "logprobs"}
-"""Sampler parameter names that OpenAI's request calls otherwise (for an error's ``param``)."""
 
 
-def openai_error_body(error: APIError) -> dict[str, Any]:
-    """An error in OpenAI's shape; ``type`` tells a client's retry logic what kind it is."""
-    if error.status == 429:
-        kind, code = "rate_limit_error", "rate_limit_exceeded"
-    elif error.status >= 500:
-        kind, code = "server_error", error.code
-    else:
-        kind, code = "invalid_request_error", error.code
-    if error.status == 404 and error.field == "model":
-        code = "model_not_found"
-    param = PARAMS.get(error.field, error.field) if error.field else None
-    return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
+def openai_error_body(error: APIError, route: str = "completions") -> dict[str, Any]:
+    """An error in OpenAI's shape: its kind's ``type`` and ``code``, ``param`` in the route's own names."""
+    spec = error.kind.value
+    names = OPENAI_NAMES[route]
+    param = names.get(error.field, error.field) if error.field else None
+    return {"error": {"message": error.message, "type": spec.openai_type, "param": param,
+                      "code": spec.openai_code or spec.code}}
 
 
 errors.register_shape(bp.name, openai_error_body, paths=("/v1/completions",))
@@ -76,25 +71,10 @@ class Planned:
         return self.prompts[i] if self.request.echo else ""
 
 
-def sampling_params(req: CompletionRequest) -> SamplingParams:
-    """The sampler's parameters of a request (a null field takes textgen's default)."""
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
-
-    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-    return SamplingParams(
-        max_new_chars=pick(req.max_tokens, DEFAULTS.max_new_chars),
-        temperature=pick(req.temperature, DEFAULTS.temperature), top_p=pick(req.top_p, DEFAULTS.top_p),
-        top_k=req.top_k, repetition_penalty=req.repetition_penalty, seed=req.seed, stop=stop,
-        n=pick(req.n, DEFAULTS.n), best_of=req.best_of,
-        return_logprobs=req.logprobs is not None, top_logprobs=req.logprobs or 0,
-    )
-
-
 def plan() -> Planned:
     """Validate the request and queue its rows (every error is raised before any text is sent)."""
     req = CompletionRequest.model_validate(read_json_object())
-    params = sampling_params(req)
+    params = req.params()
     for prompt in req.prompts():
         check_limits(prompt, params.max_new_chars, length_field="max_tokens")
     if req.stream:
@@ -105,6 +85,9 @@ def plan() -> Planned:
 
 
 @bp.post("/v1/completions")
+@describe(summary="OpenAI-compatible completions (tokens are characters)", operation_id="createCompletion",
+          request="CompletionRequest", responses={HTTPStatus.OK: COMPLETIONS_OK}, errors=GENERATION_ERRORS,
+          error_body="OpenAIErrorBody")
 def completions() -> Response:
     """OpenAI's completions: the whole answer, or (``stream``) completion chunks as Server-Sent Events."""
     planned = plan()

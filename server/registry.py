@@ -23,7 +23,17 @@ from safetensors import SafetensorError, safe_open
 from server.batching import Batcher
 from server.metrics import Metrics
 from server.settings import ServerSettings
-from textgen.export import CONFIG, WEIGHTS, ExportError, ExportInfo, load_export, read_info, read_metrics, validate_name
+from textgen.export import (
+    CONFIG,
+    SHIPPED,
+    WEIGHTS,
+    ExportError,
+    ExportInfo,
+    load_export,
+    read_info,
+    read_metrics,
+    validate_name,
+)
 from textgen.runtime_choice import MeasureSettings
 
 log = logging.getLogger("server")
@@ -44,6 +54,8 @@ class Listing:
     info: ExportInfo
     params: int
     val_bpc: float | None
+    shipped: bool = False
+    """One of textgen's shipped models (``"shipped": true`` in its metrics.json), not one trained here."""
 
     def card(self) -> dict:
         m = self.info.model
@@ -51,7 +63,7 @@ class Listing:
             "name": self.info.name, "corpus": self.info.corpus, "cell": m.cell,
             "encoder": {"layers": m.encoder.layers, "hidden": m.encoder.hidden},
             "params": self.params, "vocab_size": m.vocab_size, "val_bpc": self.val_bpc,
-            "created": self.info.created,
+            "shipped": self.shipped, "created": self.info.created,
         }
 
 
@@ -118,7 +130,9 @@ class ModelRegistry:
                 try:
                     info = read_info(path)
                     info.name = path.name  # the folder name is what clients ask for
-                    self._listings[key] = Listing(info, count_params(path), read_metrics(path).get("val_bpc"))
+                    metrics = read_metrics(path)
+                    self._listings[key] = Listing(info, count_params(path), metrics.get("val_bpc"),
+                                                  metrics.get(SHIPPED) is True)
                 except (ExportError, SafetensorError, OSError, ValueError) as error:
                     log.warning("not offering export %s: %s", path, error)
                     self._listings[key] = None

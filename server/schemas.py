@@ -2,43 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgen.sampling import MAX_SAMPLES, MAX_STOP_STRINGS, SamplingParams
+from textgen.sampling import SamplingParams, option_type
 
 StopString = Annotated[str, Field(min_length=1)]
 DEFAULTS = SamplingParams()
 """The one source of the sampling defaults the request bodies show and use."""
+SAMPLING_FIELDS = {spec.name: spec for spec in fields(SamplingParams)}
+
+
+def sampling_field(name: str, **changes: Any) -> Any:
+    """The request field of sampler option ``name``: its default, bounds and description from
+    :class:`SamplingParams` (``changes`` override, e.g. another ``description``)."""
+    spec = SAMPLING_FIELDS[name]
+    kind, _ = option_type(spec)
+    settings: dict[str, Any] = {"description": spec.metadata["description"], **spec.metadata["bounds"]}
+    if kind is float:
+        settings["allow_inf_nan"] = False
+    if "max_items" in spec.metadata:
+        settings["max_length"] = spec.metadata["max_items"]
+    if isinstance(spec.default, tuple):
+        settings["default_factory"] = list
+    else:
+        settings["default"] = spec.default
+    settings.update(changes)
+    return Field(**settings)
 
 
 class GenerateRequest(BaseModel):
-    """POST /v1/generate and /v1/generate/stream (only ``model`` is required)."""
+    """POST /v1/generate and /v1/generate/stream (only ``model`` is required); the sampler's fields
+    come from :class:`SamplingParams` (``tests/test_defaults.py`` checks that none is missing)."""
 
     # Strict: "0.5" is not a number and 1.0 is not an integer; unknown fields are an error, not ignored.
     model_config = ConfigDict(extra="forbid", strict=True, title="GenerateRequest")
 
     model: str = Field(min_length=1, description="Name of an exported model (see /v1/models).")
     prompt: str = Field("", description="Text the generated text continues.")
-    max_new_chars: int = Field(DEFAULTS.max_new_chars, ge=0, description="Characters to generate.")
-    temperature: float = Field(DEFAULTS.temperature, ge=0, allow_inf_nan=False, description="0 is greedy decoding.")
-    top_k: int = Field(DEFAULTS.top_k, ge=0, le=2**31 - 1, description="Keep the k most likely characters; 0 keeps all.")
-    top_p: float = Field(DEFAULTS.top_p, gt=0, le=1, allow_inf_nan=False, description="Nucleus sampling; 1.0 keeps all.")
-    repetition_penalty: float = Field(DEFAULTS.repetition_penalty, gt=0, allow_inf_nan=False,
-                                      description="> 1 discourages repeats.")
-    min_p: float = Field(DEFAULTS.min_p, ge=0, le=1, allow_inf_nan=False,
-                         description="Drop characters less likely than min_p times the most likely one; 0 keeps all.")
-    seed: int | None = Field(DEFAULTS.seed, ge=0, description="The same seed gives the same text, batched or not.")
-    stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_STRINGS,
-                                   description="Generation ends before the first of these strings.")
-    n: int = Field(DEFAULTS.n, ge=1, le=MAX_SAMPLES, description="Independent samples.")
-    best_of: int | None = Field(DEFAULTS.best_of, ge=1, le=MAX_SAMPLES,
-                                description="Draw this many candidates (>= n) as one batch and return the n with "
-                                            "the highest model log-probability per character, best first (their "
-                                            "`logprob` is reported). Not with /v1/generate/stream.")
+    max_new_chars: int = sampling_field("max_new_chars")
+    temperature: float = sampling_field("temperature")
+    top_k: int = sampling_field("top_k")
+    top_p: float = sampling_field("top_p")
+    repetition_penalty: float = sampling_field("repetition_penalty")
+    min_p: float = sampling_field("min_p")
+    seed: int | None = sampling_field("seed")
+    stop: list[StopString] = sampling_field("stop")
+    n: int = sampling_field("n")
+    best_of: int | None = sampling_field("best_of")
     form: dict[str, Any] | None = Field(None, description="A form the text must follow (see the API contract).")
-    return_logprobs: bool = Field(DEFAULTS.return_logprobs, description="Report each sample's summed log-probability.")
+    return_logprobs: bool = sampling_field("return_logprobs")
+    top_logprobs: int = sampling_field("top_logprobs")
 
 
 class Sample(BaseModel):
@@ -46,6 +62,9 @@ class Sample(BaseModel):
     finish_reason: Literal["length", "stop", "form_complete"]
     logprob: float | None = Field(None, description="The model's log-probability of the returned text (nats); "
                                                     "present when return_logprobs is true or best_of > n.")
+    top_logprobs: list[dict[str, float]] | None = Field(
+        None, description="Per character of `text`, the `top_logprobs` most likely characters there and their "
+                          "log-probabilities; present when `top_logprobs` > 0.")
 
 
 class Usage(BaseModel):
@@ -73,6 +92,7 @@ class ModelCard(BaseModel):
     params: int
     vocab_size: int
     val_bpc: float | None
+    shipped: bool = Field(description="One of textgen's shipped models, not one trained on this machine.")
     created: str
     runtime: dict[str, Any] | None = Field(
         None, description="How the model decodes once loaded (null before its first use): `quantize`, `decode_step`, "

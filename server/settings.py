@@ -52,6 +52,18 @@ class Streaming(_Section):
 
 class Shutdown(_Section):
     drain_timeout_s: float = Field(60.0, ge=0)
+    retry_after_s: int = Field(5, ge=1)
+    """The ``Retry-After`` of a 503 answered while the server drains (another process will answer)."""
+
+
+class Auth(_Section):
+    api_keys: str = ""
+    """Comma-separated keys, or ``@path`` of a file with one key a line; empty: no key needed
+    (:mod:`server.auth`)."""
+    metrics_need_key: bool = False
+    """``/metrics`` needs a key too (``/health`` never does)."""
+    requests_per_minute: int = Field(0, ge=0)
+    """Requests one key may make per minute (each server process counts its own); 0: no limit."""
 
 
 class ServerSettings(_Section):
@@ -76,6 +88,7 @@ class ServerSettings(_Section):
     limits: Limits = Limits()
     streaming: Streaming = Streaming()
     shutdown: Shutdown = Shutdown()
+    auth: Auth = Auth()
 
     @model_validator(mode="after")
     def _runtime_fits_device(self) -> ServerSettings:

@@ -1,4 +1,4 @@
-"""What one app holds: settings, metrics, the model registry, and whether it is draining."""
+"""What one app holds: settings, metrics, the model registry, the API keys, and whether it is draining."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from server.auth import ApiKeys
 from server.metrics import Metrics
 from server.registry import ModelRegistry
 from server.settings import ServerSettings
@@ -21,6 +22,7 @@ class ServerState:
     settings: ServerSettings
     metrics: Metrics
     registry: ModelRegistry
+    keys: ApiKeys
     draining: threading.Event = field(default_factory=threading.Event)
 
     def drain(self, timeout: float | None = None) -> bool:

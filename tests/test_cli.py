@@ -135,6 +135,7 @@ def test_training_errors_are_clear(tmp_path, setup, args, message):
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()  # a run that failed before its first step leaves no folder
 
 
 def test_offline_quick_start_prints_one_error_line(tmp_path):

@@ -12,7 +12,18 @@ from pathlib import Path
 import pytest
 from server_fixtures import CONTRACT_MODELS, ENGLISH, TANG_VERSE, write_untrained_export
 
-from server.batching import Batcher, DoneEvent, ErrorEvent, FinishEvent, Job, JobEvent, QueueFull, TextEvent
+from server.batching import (
+    CANCELLED,
+    STEP_FAILED,
+    Batcher,
+    DoneEvent,
+    ErrorEvent,
+    FinishEvent,
+    Job,
+    JobEvent,
+    QueueFull,
+    TextEvent,
+)
 from server.metrics import Metrics
 from server.registry import ModelRegistry, ModelUnavailable
 from server.settings import Batching, ServerSettings
@@ -20,7 +31,7 @@ from textgen.export import LoadedModel, load_export
 from textgen.sampling import SamplingParams, generate
 
 EN_MODEL = CONTRACT_MODELS[0]
-RESET_MESSAGE = "generation failed (logged on the server)"  # what a job hears when a step raised
+RESET = STEP_FAILED  # what a job hears when a step raised
 LONG = SamplingParams(max_new_chars=1_000_000, seed=1)  # runs until it is cancelled
 SHORT = SamplingParams(max_new_chars=20, seed=2)
 WAIT_S = 30
@@ -86,7 +97,7 @@ def last_event(job: Job) -> JobEvent:
 def assert_serves(batcher: Batcher) -> None:
     """A new job runs to its end: the worker is alive and its batch is free."""
     job = submit(batcher, SHORT)
-    assert isinstance(last_event(job), DoneEvent) and job.error is None
+    assert isinstance(last_event(job), DoneEvent) and job.failure is None
     assert len(job.samples[0].text) == SHORT.max_new_chars
     assert not batcher.busy()
 
@@ -110,11 +121,11 @@ def test_cancelling_a_waiting_job_drops_it_from_the_queue(batcher_of):
     assert isinstance(next_event(running), TextEvent)  # it holds the batch's only row
     waiting = submit(batcher, SHORT)
     batcher.cancel(waiting)
-    assert waiting.done.is_set() and waiting.error == "cancelled" and waiting.started is None
-    assert last_event(waiting) == ErrorEvent("cancelled")
+    assert waiting.done.is_set() and waiting.failure == CANCELLED and waiting.started is None
+    assert last_event(waiting) == ErrorEvent(CANCELLED)
     assert not running.done.is_set()  # the running job goes on
     batcher.cancel(running)
-    assert last_event(running) == ErrorEvent("cancelled")
+    assert last_event(running) == ErrorEvent(CANCELLED)
     assert_serves(batcher)
 
 
@@ -123,7 +134,7 @@ def test_cancelling_a_running_job_frees_its_rows(batcher_of):
     running = submit(batcher, SamplingParams(max_new_chars=1_000_000, n=2, seed=4))
     assert isinstance(next_event(running), TextEvent)
     batcher.cancel(running)
-    assert last_event(running) == ErrorEvent("cancelled") and running.error == "cancelled"
+    assert last_event(running) == ErrorEvent(CANCELLED) and running.failure == CANCELLED
     assert running.samples == {}
     batcher.cancel(running)  # twice is harmless
     assert_serves(batcher)
@@ -135,7 +146,7 @@ def test_a_step_that_raises_fails_the_running_jobs_and_the_worker_serves_on(batc
     assert isinstance(next_event(bystander), TextEvent)
     broken = submit(batcher, SHORT, constraint=BrokenForm)  # joins the batch: the next step raises
     for job in (broken, bystander):
-        assert last_event(job) == ErrorEvent(RESET_MESSAGE) and job.error == RESET_MESSAGE
+        assert last_event(job) == ErrorEvent(RESET) and job.failure == RESET
     assert not batcher.busy()
     assert_serves(batcher)
 

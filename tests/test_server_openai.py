@@ -21,7 +21,7 @@ POEM = {"kind": "jueju", "chars_per_line": 5, "title": "春日"}
 
 def client_for(server: LiveServer, **options) -> openai.OpenAI:
     """The official client, as a user points it at textgen."""
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", **{"max_retries": 0, "timeout": 60, **options})
+    return openai.OpenAI(base_url=server.url + "/v1", **{"api_key": "unused", "max_retries": 0, "timeout": 60, **options})
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import requests
 from jsonschema import Draft202012Validator
 from live_server import LiveServer
@@ -36,10 +37,14 @@ def test_the_description_is_valid_openapi(contract):
     spec = contract.get("/openapi.json").json()
     validate_spec(spec)
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/health", "/v1/models", "/v1/models/{name}/latex", "/v1/generate",
-                                  "/v1/generate/stream", "/v1/completions", "/metrics", "/openapi.json", "/"}
-    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions"):
-        assert {"200", "400", "404", "413", "415", "422", "429", "503"} <= set(spec["paths"][path]["post"]["responses"])
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in contract.app.url_map.iter_rules()
+              if rule.endpoint != "static"}
+    assert set(spec["paths"]) == routes  # every route of the app's own table, and nothing else
+    assert "/v1/chat/completions" in routes
+    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions", "/v1/chat/completions"):
+        assert {"200", "400", "404", "413", "415", "422", "429", "500", "503"} <= set(
+            spec["paths"][path]["post"]["responses"])
+        assert "401" not in spec["paths"][path]["post"]["responses"]  # no keys on this server
     request = spec["components"]["schemas"]["GenerateRequest"]
     assert request["required"] == ["model"]
     assert request["properties"]["max_new_chars"]["maximum"] == 20000  # the configured limit
@@ -76,6 +81,15 @@ def test_real_responses_match_the_description(contract):
         ("POST", "/v1/completions", {"model": VERSE, "stream": True, "best_of": 2}),
         ("POST", "/v1/completions", {"model": "broken"}),
         ("POST", "/v1/completions", b"[1]"),
+        ("POST", "/v1/completions", {"model": VERSE, "max_tokens": 4, "min_p": 0.1}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "春"}],
+                                          "max_tokens": 6, "n": 2, "logprobs": True, "top_logprobs": 2}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "写一首五言绝句"}],
+                                          "seed": 1}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": [{"role": "user", "content": "春"}],
+                                          "max_tokens": 4, "stream": True}),
+        ("POST", "/v1/chat/completions", {"model": VERSE, "messages": []}),
+        ("POST", "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "春"}]}),
     ]
     for method, path, body in calls:
         if body is None:
@@ -116,3 +130,22 @@ def test_fuzz_with_schemathesis(contract_exports, tmp_path):
         assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
     finally:
         server.close()
+
+
+def test_a_route_appears_in_the_description_from_its_own_declaration(contract_exports):
+    """build_spec reads the app's route table: a described route appears, an undescribed one is an error."""
+    from server import create_app
+    from server.error_kinds import ErrorKind
+    from server.openapi import build_spec, describe, operations
+
+    app = create_app({"TESTING": True, "checkpoints": contract_exports})
+    try:
+        app.add_url_rule("/v1/echo", "echo", describe(summary="Echo", operation_id="echo", responses={
+            200: {"description": "ok"}}, errors=(ErrorKind.INVALID,))(lambda: "x"), methods=["POST"])
+        spec = build_spec(app.extensions["textgen"].settings, app=app)
+        assert set(spec["paths"]["/v1/echo"]["post"]["responses"]) == {"200", "422"}
+        app.add_url_rule("/v1/bare", "bare", lambda: "x")
+        with pytest.raises(RuntimeError, match="/v1/bare"):
+            operations(app)
+    finally:
+        app.extensions["textgen"].registry.close()

@@ -6,6 +6,8 @@ skipped with the reason when either is missing (CI installs both).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,10 +20,23 @@ ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = os.environ.get("TEXTGEN_SCREENSHOT")  # where to keep a screenshot of the page, to look at
 
+CHROMIUM_MISSING = not Path(CHROMIUM).is_file() and not shutil.which(CHROMIUM)
+
 pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).is_file() and not shutil.which(CHROMIUM),
-                       reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"),
+    pytest.mark.skipif(CHROMIUM_MISSING, reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"),
 ]
+
+
+@contextlib.contextmanager
+def launch_chromium():
+    """Headless Chromium through Playwright, for tests in other files."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e .[test]")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +153,36 @@ def test_page_writes_a_regulated_poem_with_keywords(live, browser):
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT.replace(".png", "-rules.png"), full_page=True)
     page.close()
+
+
+def test_the_page_starts_on_the_best_shipped_model_and_says_what_to_do(contract_exports, browser, tmp_path):
+    """A fresh ``quickstart`` sorts first, but the page starts on the best shipped model of the first kind."""
+    from live_server import LiveServer
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    english, verse = sorted(p for p in contract_exports.iterdir() if p.name.startswith("untrained"))
+    for name, source, corpus, metrics in (
+            ("aaa-quickstart", english, "shakespeare", {"val_bpc": 1.0}),  # trained here: sorts first
+            ("verse-big", verse, "tang", {"val_bpc": 4.0, "shipped": True}),
+            ("verse-best", verse, "tang", {"val_bpc": 3.0, "shipped": True}),
+            ("zz-english", english, "zz-prose", {"val_bpc": 2.0, "shipped": True})):
+        (folder / name).mkdir()
+        for item in source.iterdir():
+            if item.name not in ("metrics.json", "config.json"):
+                (folder / name / item.name).symlink_to(item.resolve())
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        (folder / name / "config.json").write_text(json.dumps({**config, "name": name, "corpus": corpus}),
+                                                   encoding="utf-8")
+        (folder / name / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    server = LiveServer({"checkpoints": folder})
+    try:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('#model option').length === 4")
+        assert page.input_value("#model") == "verse-best"  # the first shipped corpus (tang), lowest bits/char
+        hint = page.evaluate("getComputedStyle(document.querySelector('#output'), '::before').content")
+        assert "press Generate" in hint
+        page.close()
+    finally:
+        server.close()

@@ -45,6 +45,24 @@ def command_line(args: list[str]) -> list[str]:
     return quote_overrides(["json=true" if arg == "--json" else arg for arg in args])
 
 
+SAMPLING_NODE = "sampling"
+"""The config node of the sampler's options (``defaults: [sampling, _self_]`` in sample.yaml, paper.yaml)."""
+
+
+def store_sampling_options() -> None:
+    """Register the ``sampling`` config: every :class:`textgen.sampling.SamplingParams` field at its
+    default, so that the script's options are the dataclass's and no YAML repeats a default."""
+    from dataclasses import fields
+
+    from hydra.core.config_store import ConfigStore
+
+    from textgen.sampling import SamplingParams
+
+    node = {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            for spec in fields(SamplingParams)}
+    ConfigStore.instance().store(name=SAMPLING_NODE, node=node)
+
+
 def hydra_command(config_name: str, run: Callable[[DictConfig], int]) -> Callable[[], None]:
     """The entry point of a command: Hydra composes ``conf/<config_name>.yaml`` with the overrides
     (made fit by :func:`command_line`), ``run`` returns the exit status (2 for an expected failure)."""
@@ -58,6 +76,7 @@ def hydra_command(config_name: str, run: Callable[[DictConfig], int]) -> Callabl
 
     def main() -> None:
         sys.argv[1:] = command_line(sys.argv[1:])
+        store_sampling_options()
         composed()
 
     main.__doc__ = f"Entry point: ``python -m textgen.{config_name}`` / ``textgen-{config_name}``."

@@ -1,7 +1,8 @@
 """Write a whole paper: ``python -m textgen.paper checkpoint=stacks-gru out=paper.pdf seed=1``.
 
 Options (``conf/paper.yaml``): ``title=...``, ``sections=N``, ``max_chars=...``, ``blocks=[...]``,
-``sentence_chars``, ``temperature``, ``top_k``, ``top_p``, ``seed``.  The model writes, piece by piece, a title, sections
+``sentence_chars``, ``seed`` and the sampler's ``temperature``, ``top_k``, ``top_p``, ``min_p``,
+``repetition_penalty``.  The model writes, piece by piece, a title, sections
 (each: a title, then the ``blocks``: paragraphs, definitions, lemmas with their proofs, remarks,
 displayed equations) and an abstract; every piece is sampled with :func:`textgen.sampling.generate`
 under the ``latex`` form (:func:`textgen.forms.prepare_latex`), reading the paper so far as its
@@ -41,6 +42,8 @@ from textgen.sampling import SamplingParams, generate
 
 INSTALL_HINT = ("pdflatex not found, so only {tex} was written: install LaTeX (Debian/Ubuntu: sudo apt-get install "
                 "texlive-latex-base texlive-latex-recommended texlive-pictures lmodern) and run pdflatex {tex}")
+PAPER_SAMPLING = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+"""The sampler's options the paper passes on; it sets the others itself (length, seed per piece, stops)."""
 TEXT_BLOCK = "text"
 ABSTRACT_FROM = "remark"  # the abstract is written as this theorem-like environment's content, when it exists
 
@@ -73,8 +76,8 @@ class PaperWriter:
         characters, to the end of a sentence (``sentence``) or cut at ``max_chars``."""
         prepared = prepare_latex(self.loaded, environment, prompt, context)
         budget = max_chars + int(self.cfg.sentence_chars) if sentence else max_chars
-        params = SamplingParams(max_new_chars=budget, temperature=float(self.cfg.temperature),
-                                top_k=int(self.cfg.top_k), top_p=float(self.cfg.top_p), seed=self.seed, stop=stop)
+        chosen = {name: self.cfg[name] for name in PAPER_SAMPLING}
+        params = SamplingParams(max_new_chars=budget, seed=self.seed, stop=stop, **chosen)
         if self.seed is not None:
             self.seed += 1
 
@@ -148,6 +151,12 @@ def run(cfg: DictConfig) -> int:
     OmegaConf.set_readonly(cfg, True)
     out = Path(str(cfg.out))
     tex = out.with_suffix(".tex")
+    fixed = [name for name in ("max_new_chars", "stop", "n", "best_of", "return_logprobs", "top_logprobs")
+             if cfg[name] != SamplingParams.__dataclass_fields__[name].default and cfg[name] != []]
+    if fixed:
+        print(f"error: the paper sets {', '.join(fixed)} itself (its options: max_chars, seed, "
+              f"{', '.join(PAPER_SAMPLING)})", file=sys.stderr)
+        return 2
     if int(cfg.sections) < 1 or int(cfg.max_chars) < 0:
         print(f"error: sections must be >= 1 and max_chars >= 0 (got {cfg.sections}, {cfg.max_chars})", file=sys.stderr)
         return 2

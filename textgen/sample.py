@@ -3,7 +3,10 @@
 A thin shell over :func:`textgen.sampling.generate`, the API the server and evaluation use too.
 One sample streams to stdout as it is written; ``n`` > 1 samples are generated as one batch and
 printed in turn.  ``best_of=k`` draws k candidates as one batch and prints the ``n`` the model finds
-most likely per character, best first, each with its log-probability per character.
+most likely per character, best first, each with its log-probability per character.  Every option
+of :class:`textgen.sampling.SamplingParams` is an option of the script under its own name and default
+(``conf/sample.yaml`` composes them from the dataclass); ``return_logprobs=true`` and
+``top_logprobs=k`` print each sample's log-probability and each character's top k to stderr.
 ``form=jueju|lushi|latex`` (with the fields of the form's dataclass as options: ``chars_per_line``,
 ``acrostic``, ``title``, ``rhyme``, ``tones``, ``no_repeat``, ``keywords``, ``environment``) samples
 under a form of :mod:`textgen.forms`, exactly as the REST API's ``form`` object does.
@@ -28,15 +31,14 @@ from textgen.sampling import Sample, SamplingError, SamplingParams, generate
 
 
 def sampling_params(cfg: DictConfig) -> SamplingParams:
-    """The :class:`SamplingParams` named in a sample config."""
-    stop = OmegaConf.to_container(cfg.stop) if cfg.stop is not None else []
-    if isinstance(stop, str):
-        stop = [stop]
-    return SamplingParams(
-        max_new_chars=cfg.max_new_chars, temperature=float(cfg.temperature), top_k=cfg.top_k,
-        top_p=float(cfg.top_p), repetition_penalty=float(cfg.repetition_penalty), min_p=float(cfg.min_p),
-        seed=cfg.seed, stop=stop, n=cfg.n, best_of=cfg.best_of,
-    )
+    """The :class:`SamplingParams` of a sample config: each of its fields is an option of the same name."""
+    values = {}
+    for spec in dataclasses.fields(SamplingParams):
+        value = cfg[spec.name]
+        values[spec.name] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if isinstance(values["stop"], str):
+        values["stop"] = [values["stop"]]
+    return SamplingParams(**values)
 
 
 def form_request(cfg: DictConfig) -> dict | None:
@@ -119,10 +121,23 @@ def run(cfg: DictConfig) -> int:
     else:
         for i, sample in enumerate(samples):
             out.write(f"--- sample {i + 1}/{len(samples)} ({_describe(sample, params)}) ---\n{prompt}{sample.text}\n")
+    if params.return_logprobs or params.top_logprobs:
+        for i, sample in enumerate(samples):
+            print(_logprob_report(i, len(samples), sample), file=sys.stderr)
     chars = sum(s.generated_chars for s in samples)
     print(f"[{loaded.name}: {chars} characters in {seconds:.2f} s, {chars / max(seconds, 1e-9):,.0f} chars/s; "
           f"finish: {', '.join(s.finish_reason for s in samples)}]", file=sys.stderr)
     return 0
+
+
+def _logprob_report(i: int, count: int, sample: Sample) -> str:
+    """A sample's log-probability (``return_logprobs``), and each character's top alternatives (``top_logprobs``)."""
+    lines = [f"[sample {i + 1}/{count}: log-probability {sample.logprob:.4f} nats, "
+             f"{sample.logprob_per_char:.4f} nats/char]"]
+    for char, value, top in zip(sample.text, sample.char_logprobs or [], sample.top_logprobs or []):
+        alternatives = "  ".join(f"{other!r} {lp:.3f}" for other, lp in top.items())
+        lines.append(f"{char!r}\t{value:.3f}\t{alternatives}")
+    return "\n".join(lines)
 
 
 def _describe(sample: Sample, params: SamplingParams) -> str:

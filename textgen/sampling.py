@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -57,62 +57,61 @@ class SamplingError(ValueError):
 
 
 # --------------------------------------------------------------------------- parameters
+def option(description: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           **more: object) -> dict[str, object]:
+    """The metadata of a :class:`SamplingParams` field: what it means and its bounds, declared once.
+
+    The REST requests (:mod:`server.schemas`, :mod:`server.openai_schemas`), the OpenAPI description,
+    the script's options and :meth:`SamplingParams.__post_init__` all read them from here."""
+    bounds = {name: value for name, value in (("ge", ge), ("gt", gt), ("le", le)) if value is not None}
+    return {"description": description, "bounds": bounds, **more}
+
+
 @dataclass
 class SamplingParams:
-    """How to sample one request (the fields and defaults of the REST API)."""
+    """How to sample one request (the fields, defaults and bounds of every route and of the script)."""
 
-    max_new_chars: int = 200
-    """Characters to generate (fewer if a stop string or a completed form ends the text).  Characters
-    of text, not tokens: a character outside the vocabulary is several byte pieces."""
-    temperature: float = 0.8
-    """Softmax temperature; 0 means greedy (argmax)."""
-    top_k: int = 0
-    """Keep the k most likely tokens; 0 keeps all."""
-    top_p: float = 1.0
-    """Keep the smallest set of tokens whose probability reaches p (nucleus); 1.0 keeps all."""
-    repetition_penalty: float = 1.0
-    """CTRL-style penalty (> 1 discourages) on tokens already in the prompt or the text."""
-    min_p: float = 0.0
-    """Drop tokens less likely than ``min_p`` times the most likely one (after temperature); 0 keeps all."""
-    seed: int | None = None
-    """Seed of this request's random generator; the same seed gives the same text."""
-    stop: Sequence[str] = ()
-    """Up to 8 strings; the text ends before the first one, which is not returned."""
-    n: int = 1
-    """Independent samples, generated as one batch."""
-    best_of: int | None = None
-    """Candidates drawn as one batch (>= n); the n with the highest model log-probability per
-    character are returned, best first.  None: n (every sample is returned, in order)."""
-    return_logprobs: bool = False
-    """Report each sample's model log-probability: the sum, and one value per returned character."""
-    top_logprobs: int = 0
-    """Also report, at each character, the most likely whole characters (up to 5) and their log-probabilities."""
+    max_new_chars: int = field(default=200, metadata=option(
+        "Characters to generate (fewer if a stop string or a completed form ends the text): characters of text, "
+        "not tokens (a character outside the vocabulary is several byte pieces).", ge=0))
+    temperature: float = field(default=0.8, metadata=option("Softmax temperature; 0 is greedy decoding.", ge=0))
+    top_k: int = field(default=0, metadata=option("Keep the k most likely characters; 0 keeps all.",
+                                                  ge=0, le=2**31 - 1))
+    top_p: float = field(default=1.0, metadata=option(
+        "Keep the smallest set of characters whose probability reaches p (nucleus); 1.0 keeps all.", gt=0, le=1))
+    repetition_penalty: float = field(default=1.0, metadata=option(
+        "CTRL-style penalty on characters already in the prompt or the text; > 1 discourages repeats.", gt=0))
+    min_p: float = field(default=0.0, metadata=option(
+        "Drop characters less likely than min_p times the most likely one (after temperature); 0 keeps all.",
+        ge=0, le=1))
+    seed: int | None = field(default=None, metadata=option(
+        "Seed of the request's random generator; the same seed gives the same text, batched or not.", ge=0))
+    stop: Sequence[str] = field(default=(), metadata=option(
+        f"Up to {MAX_STOP_STRINGS} strings; the text ends before the first one, which is not returned.",
+        max_items=MAX_STOP_STRINGS))
+    n: int = field(default=1, metadata=option("Independent samples, generated as one batch.", ge=1, le=MAX_SAMPLES))
+    best_of: int | None = field(default=None, metadata=option(
+        "Draw this many candidates (>= n) as one batch and return the n with the highest model log-probability "
+        "per character, best first (their log-probability is reported). Not with a stream.", ge=1, le=MAX_SAMPLES))
+    return_logprobs: bool = field(default=False, metadata=option(
+        "Report each sample's model log-probability: the sum, and one value per returned character."))
+    top_logprobs: int = field(default=0, metadata=option(
+        f"Also report, at each character, the most likely whole characters (up to {MAX_TOP_LOGPROBS}) and their "
+        "log-probabilities.", ge=0, le=MAX_TOP_LOGPROBS))
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop)
-        checks = [
-            ("max_new_chars", isinstance(self.max_new_chars, int) and self.max_new_chars >= 0,
-             "must be an integer >= 0"),
-            ("temperature", _finite(self.temperature) and self.temperature >= 0, "must be >= 0"),
-            ("top_k", isinstance(self.top_k, int) and self.top_k >= 0, "must be an integer >= 0"),
-            ("top_p", _finite(self.top_p) and 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
-            ("repetition_penalty", _finite(self.repetition_penalty) and self.repetition_penalty > 0,
-             "must be > 0"),
-            ("min_p", _finite(self.min_p) and 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
-            ("seed", self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
-             "must be null or an integer >= 0"),
-            ("stop", len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop),
-             f"must be at most {MAX_STOP_STRINGS} non-empty strings"),
-            ("n", isinstance(self.n, int) and 1 <= self.n <= MAX_SAMPLES, f"must be between 1 and {MAX_SAMPLES}"),
-            ("best_of", self.best_of is None or _int_between(self.best_of, self.n, MAX_SAMPLES),
-             f"must be null or an integer from n ({self.n}) to {MAX_SAMPLES}"),
-            ("top_logprobs", _int_between(self.top_logprobs, 0, MAX_TOP_LOGPROBS),
-             f"must be an integer from 0 to {MAX_TOP_LOGPROBS}"),
-        ]
-        for name, ok, message in checks:
-            if not ok:
-                raise SamplingError(name, f"`{name}` {message}, got {getattr(self, name)!r}")
-
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            problem = _out_of_bounds(spec, value)
+            if problem:
+                raise SamplingError(spec.name, f"`{spec.name}` {problem}, got {value!r}")
+        if not (len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(s, str) and s for s in self.stop)):
+            raise SamplingError("stop", f"`stop` must be at most {MAX_STOP_STRINGS} non-empty strings, "
+                                        f"got {self.stop!r}")
+        if self.best_of is not None and self.best_of < self.n:
+            raise SamplingError("best_of", f"`best_of` must be null or an integer from n ({self.n}) to "
+                                           f"{MAX_SAMPLES}, got {self.best_of!r}")
 
     @property
     def candidates(self) -> int:
@@ -125,12 +124,41 @@ class SamplingParams:
         return self.return_logprobs or self.top_logprobs > 0 or self.candidates > self.n
 
 
-def _int_between(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+_BOUND_WORDS = {"ge": ">=", "gt": ">", "le": "<="}
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false"}
 
 
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def option_type(spec: Field) -> tuple[type, bool]:
+    """The value type of a :class:`SamplingParams` field (int, float, bool, or tuple for ``stop``) and
+    whether it may be None."""
+    hint = str(spec.type)
+    nullable = "None" in hint
+    for name, kind in (("bool", bool), ("float", float), ("int", int)):
+        if hint.startswith(name):
+            return kind, nullable
+    return tuple, nullable
+
+
+def _out_of_bounds(spec: Field, value: object) -> str:
+    """What is wrong with ``value`` for field ``spec`` ("" when nothing is): its type or its bounds."""
+    kind, nullable = option_type(spec)
+    if value is None and nullable:
+        return ""
+    if kind is tuple:
+        return ""
+    bounds = spec.metadata["bounds"]
+    words = " and ".join(f"{_BOUND_WORDS[name]} {limit}" for name, limit in bounds.items())
+    wanted = ("null or " if nullable else "") + _TYPE_WORDS[kind] + (f" {words}" if words else "")
+    if isinstance(value, bool) != (kind is bool):
+        return f"must be {wanted}"
+    if kind is int and not isinstance(value, int):
+        return f"must be {wanted}"
+    if kind is float and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        return f"must be {wanted}"
+    checks = {"ge": lambda limit: value >= limit, "gt": lambda limit: value > limit, "le": lambda limit: value <= limit}
+    if not all(checks[name](limit) for name, limit in bounds.items()):
+        return f"must be {words}" if not nullable else f"must be null or {words}"
+    return ""
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -14,10 +14,12 @@ resolved config); the best model by validation bits per character is exported to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -376,6 +378,30 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
     return dest
 
 
+HYDRA_OWN = (".hydra", "train.log")
+"""What Hydra writes into a run folder before the run does anything."""
+
+
+def discard_empty_run(run_dir: Path) -> None:
+    """Remove the folder of a run that failed before writing anything of its own (no corpus, a bad
+    option): only Hydra's files and empty folders in it.  ``outputs/<name>/`` and ``outputs/`` go too
+    when that leaves them empty.  A run that wrote a checkpoint or a log is kept."""
+    if not run_dir.is_dir():
+        return
+    own = [path for path in run_dir.rglob("*") if path.is_file()
+           and path.relative_to(run_dir).parts[0] not in HYDRA_OWN]
+    if own:
+        return
+    for handler in logging.getLogger().handlers[:]:  # Hydra's train.log handler holds the file open
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir:
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in (run_dir.parent, run_dir.parent.parent):  # outputs/<name>/, then outputs/: only when empty
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the val bpc (for sweepers)."""
@@ -388,6 +414,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             log.error("%s", error)
             raise  # Hydra records the job as failed (a failed row of the sweep summary) and goes on
+        discard_empty_run(Path(HydraConfig.get().runtime.output_dir))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise  # the traceback, for whoever asked for it
         print(f"error: {error}", file=sys.stderr)  # an expected failure: one line, no traceback
