@@ -20,8 +20,10 @@ REF = "#/components/schemas/{model}"
 
 def _schemas() -> dict[str, Any]:
     components: dict[str, Any] = {}
+    from server.revise_schemas import SCHEMAS as REVISE_SCHEMAS
+
     for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody, CompletionRequest, Completion,
-                  OpenAIErrorBody):
+                  OpenAIErrorBody, *REVISE_SCHEMAS):
         schema = model.model_json_schema(ref_template=REF)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -109,7 +111,10 @@ def _components(settings: ServerSettings, model_names: list[str] | None) -> dict
 
 def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
     """The description of a server with these settings (and these models, given as examples)."""
+    from server.revise_schemas import openapi_paths as revise_paths
+
     components = _components(settings, model_names)
+    components["ReviseRequest"]["properties"]["form"] = {"$ref": "#/components/schemas/PoemForm"}
     body = {"required": True, "content": _json("GenerateRequest")}
     return {
         "openapi": "3.1.0",
@@ -162,6 +167,7 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
                 "summary": "The web page", "operationId": "page",
                 "responses": {"200": {"description": "HTML page to try the models.",
                                       "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            **revise_paths(),
         },
         "components": {"schemas": components},
     }

@@ -38,6 +38,7 @@ from textgen.export import LoadedModel
 from textgen.forms.books import BOOKS, DEFAULT_BOOK, rhyme_book
 from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, is_balanced, latex_tables
 from textgen.forms.latex_vocab import PROOF_ENVS
+from textgen.forms.lookahead import PoemPlan
 from textgen.forms.rhyme import GROUPS, rhyme_group
 from textgen.forms.tang import (
     COMMA,
@@ -334,6 +335,10 @@ def _conflict(rule: str, trial: TangForm, tables, verses_text: str, named: list[
         return f"`form.keywords`: the keywords {list(trial.keywords)!r} do not all fit, one a verse{others}{prompt}"
     if rule == "":
         return f"`form.kind`: the model's vocabulary cannot fill this form{prompt}"
+    if rule == "tones" and trial.acrostic and not PoemPlan(trial, None).patterns:
+        return (f"`form.tones`: the acrostic heads {trial.acrostic!r} fit no tonal pattern by {trial.book}"
+                + (" (against 孤平, a head that opens a five-character verse ending 仄平 must be level)"
+                   if trial.fine_tones and trial.chars_per_line == 5 else ""))
     return f"`form.{rule}` cannot be met{others}{prompt}: the model's vocabulary has too few characters that fit"
 
 

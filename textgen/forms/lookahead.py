@@ -88,6 +88,11 @@ class PoemPlan:
         self.L, self.verses = L, verses
         #: bits of the patterns allowed at the start (without ``tones``, only 首句入韵 or not matters)
         self.patterns = start_patterns(form)
+        if form.tones and form.acrostic:  # a head stands where 孤平 may fix the tone (the first of 五言)
+            for p in range(PATTERN_COUNT):
+                if any(not fits(self.book.tones_of(head), required_tone(p, v, 0, L, form.fine_tones))
+                       for v, head in enumerate(form.acrostic)):
+                    self.patterns &= ~(1 << p)
         self.heads = form.acrostic
         self.keywords = tuple(form.keywords)
         self.keyword_chars = sorted({c for w in self.keywords for c in w})

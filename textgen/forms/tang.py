@@ -322,14 +322,7 @@ class TangConstraint(Constraint):
                 rules = "平仄, 孤平, 三平尾" if form.fine_tones else "平仄"
                 raise LayoutError(f"{where}: {char!r} does not fit the tonal pattern ({rules}, by {self.book.name})")
             self.patterns = alive
-        if form.no_repeat and char not in self.used and char not in self.plan.special \
-                and self.tables is not None and self.tables.has_head(char):
-            for k in char_classes(self.book, char):
-                self.counts[k] -= 1
-            self.totals[self.book.tones_of(char)] -= 1
-        self.used.add(char)
-        if self.used_mask is not None and char in self.tables.ids:
-            self.used_mask[self.tables.ids[char]] = True
+        self.feed_used(char)
         self.verse_text += char
         done = [w for w in self.pending if self.verse_text.endswith(w)]
         if done and self.verse in self.keyword_verses:
@@ -337,6 +330,17 @@ class TangConstraint(Constraint):
         if done:
             self.pending = tuple(w for w in self.pending if w not in done)
             self.keyword_verses |= {self.verse}
+
+    def feed_used(self, char: str) -> None:
+        """Count ``char`` as written in the poem (``no_repeat``'s bookkeeping: it is not written again)."""
+        if self.form.no_repeat and char not in self.used and char not in self.plan.special \
+                and self.tables is not None and self.tables.has_head(char):
+            for k in char_classes(self.book, char):
+                self.counts[k] -= 1
+            self.totals[self.book.tones_of(char)] -= 1
+        self.used.add(char)
+        if self.used_mask is not None and char in self.tables.ids:
+            self.used_mask[self.tables.ids[char]] = True
 
     # ----------------------------------------------------------------- the Constraint methods
     def allowed(self) -> Tensor | None:
