@@ -631,7 +631,7 @@ def test_published_shakespeare_is_the_pinned_file(data_dir: Path) -> None:
 
 
 CJK = "[\u4e00-\u9fff]"
-SONGCI_LINE = re.compile(f"[\u4e00-\u9fff，。、？！；：]+")
+SONGCI_LINE = re.compile("[\u4e00-\u9fff，。、？！；：]+")
 TANG_VERSE = re.compile(f"{CJK}{{5}}，{CJK}{{5}}。|{CJK}{{7}}，{CJK}{{7}}。")
 
 
