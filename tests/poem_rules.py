@@ -177,9 +177,9 @@ def fine_problems(verse: str, book: str) -> list[str]:
 
 
 def tonal_problems(verses: list[str], pattern: str | None = None, first_rhymes: bool = False,
-                   book: str = XINYUN) -> list[str]:
+                   book: str = XINYUN, fine: bool = True) -> list[str]:
     """What breaks 二四(六)分明, 对, 粘 and the verse ends (the first verse level under 首句入韵), and by
-    平水韵 孤平 and 三平尾; tried with each start (or the one given)."""
+    平水韵 孤平 and 三平尾 (unless ``fine`` is false); tried with each start (or the one given)."""
     other = {LEVEL: OBLIQUE, OBLIQUE: LEVEL}
     problems: list[str] = []
     for first in ((pattern[0],) if pattern else (LEVEL, OBLIQUE)):
@@ -196,7 +196,7 @@ def tonal_problems(verses: list[str], pattern: str | None = None, first_rhymes: 
             for position, tone in sorted(wanted.items()):
                 if tone not in tones(verse[position], book):
                     problems.append(f"verse {i + 1} char {position + 1} {verse[position]!r} is not {tone}")
-            if ends_level and book == PINGSHUI:
+            if ends_level and book == PINGSHUI and fine:
                 problems += fine_problems(verse, book)
         if not problems:
             return []
