@@ -306,7 +306,7 @@ def book_table(loaded: LoadedModel, titles: list, poems: list, samples: int, tem
                 + " | ".join(real[b].cells() for b in BOOKS) + " | - | - |")
     free, cost = _tallies(), Cost()
     for start in range(0, samples, BATCH):
-        title = titles[start // BATCH % len(titles)][0]
+        title = titles[start // BATCH * 7 % len(titles)][0]
         p = SamplingParams(n=BATCH, seed=start, temperature=temperature, max_new_chars=80, return_logprobs=True)
         began = time.perf_counter()
         drawn = generate(loaded, title + "\n", p)
@@ -322,7 +322,7 @@ def book_table(loaded: LoadedModel, titles: list, poems: list, samples: int, tem
         for label, rules in BOOK_RULES:
             tallies, cost = _tallies(), Cost()
             for start in range(0, samples, BATCH):
-                title, kind, chars = titles[start // BATCH % len(titles)]
+                title, kind, chars = titles[start // BATCH * 7 % len(titles)]  # titles spread over the set
                 prepared = prepare_form({"kind": kind, "chars_per_line": chars, "title": title, "book": book, **rules},
                                         loaded)
                 p = SamplingParams(n=BATCH, seed=start, temperature=temperature, return_logprobs=True)
@@ -350,6 +350,41 @@ def book_table(loaded: LoadedModel, titles: list, poems: list, samples: int, tem
             "| --- | --- |" + " ---: |" * (5 * len(BOOKS) + 2), *rows, ""]
 
 
+def rules_cost(loaded: LoadedModel, titles: list, batches: int = 4, repeats: int = 2) -> list[str]:
+    """What rhyme and tones cost a 律诗 by 平水韵: the model's bpc of what it wrote and chars/s, the
+    conditions interleaved (each repeat samples every condition in turn; best chars/s of the repeats)."""
+    conditions = [("no rules", {"rhyme": False, "tones": False}), ("rhyme", {"rhyme": True, "tones": False}),
+                  ("rhyme + tones", {"rhyme": True, "tones": True})]
+    rows = []
+    for chars in (5, 7):
+        lushi = [t for t, kind, c in titles if kind == "lushi" and c == chars][:batches]
+        results = {label: [Cost() for _ in range(repeats)] for label, _ in conditions}
+        for r in range(repeats):
+            for label, rules in conditions:
+                cost = results[label][r]
+                for b, title in enumerate(lushi):
+                    prepared = prepare_form({"kind": "lushi", "chars_per_line": chars, "title": title, **rules}, loaded)
+                    p = SamplingParams(n=BATCH, seed=b, temperature=0.8, return_logprobs=True)
+                    began = time.perf_counter()
+                    drawn = generate(loaded, prepared.prompt, p, constraint=lambda i: prepared.new_constraint())
+                    cost.seconds += time.perf_counter() - began
+                    cost.chars += sum(s.generated_chars for s in drawn)
+                    cost.nats -= sum(s.logprob for s in drawn)
+        base = None
+        for label, _ in conditions:
+            bpc = results[label][0].nats / results[label][0].chars / math.log(2)
+            rate = max(c.chars / c.seconds for c in results[label])
+            base = base or (bpc, rate)
+            rows.append(f"| lushi {chars} | {label} | {bpc:.3f} | {bpc - base[0]:+.3f} | {rate:,.0f} | "
+                        f"{100 * (rate / base[1] - 1):+.0f}% |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    return [f"The cost of rhyme and tones by 平水韵 ({len(lushi)} validation titles a verse length, {BATCH} rows "
+            f"each, temperature 0.8, the conditions interleaved, best chars/s of {repeats} repeats; bpc: the "
+            "model's own bits per character of what it wrote, summed over the first repeat):", "",
+            "| form | rules | bpc | vs no rules | chars/s | vs no rules |", "| --- | --- | ---: | ---: | ---: | ---: |",
+            *rows, ""]
+
+
 def revise_showcase(loaded: LoadedModel) -> list[str]:
     """Ten poems by 平水韵 (the defaults and each new rule), and one verse revised: before and after."""
     forms = [
@@ -363,8 +398,8 @@ def revise_showcase(loaded: LoadedModel) -> list[str]:
         {"kind": "lushi", "chars_per_line": 5, "title": "山居", "no_repeat": True, "keywords": ["白云", "松"]},
         {"kind": "jueju", "chars_per_line": 7, "title": "春日", "book": "中华新韵", "tones": True},
     ]
-    md = ["Examples by 平水韵 unless said (seed 1, temperature 0.8; `python -m textgen.sample checkpoint=tang-gru "
-          "form=... seed=1` writes the same):", ""]
+    md = ["Examples by 平水韵 unless said (seed 1, temperature 0.8, float32 weights: `python -m textgen.sample "
+          "checkpoint=tang-gru form=... seed=1 quantize=none encoder_runtime=torch` writes the same):", ""]
     for form in forms:
         prepared = prepare_form(form, loaded)
         s = generate(loaded, prepared.prompt, SamplingParams(seed=1), constraint=lambda i: prepared.new_constraint())[0]
@@ -394,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--data-dir", default="/work/shared/data", help="the shared corpora")
     parser.add_argument("--sections", default="reader,min_p,cost,examples",
-                        help="which tables to print: reader, min_p, cost, examples, books, revise")
+                        help="which tables to print: reader, min_p, cost, examples, books, rules_cost, revise")
     parser.add_argument("--temperature", type=float, default=0.8, help="of the books table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -413,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
                   "min_p": lambda: min_p_table(loaded, titles, args.samples, corpus),
                   "cost": lambda: cost_table(loaded, titles[0][0]), "examples": lambda: showcase(loaded),
                   "books": lambda: book_table(loaded, titles, poems, args.samples, args.temperature),
-                  "revise": lambda: revise_showcase(loaded)}
+                  "rules_cost": lambda: rules_cost(loaded, titles), "revise": lambda: revise_showcase(loaded)}
         for name, table in tables.items():
             if name in sections:
                 md += table()
