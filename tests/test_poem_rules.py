@@ -247,3 +247,22 @@ def test_min_p_keeps_only_tokens_near_the_most_likely():
     with pytest.raises(SamplingError) as caught:
         SamplingParams(min_p=1.5)
     assert caught.value.field == "min_p"
+
+
+def test_the_defaults_have_one_source_and_default_poems_rhyme_by_the_book(live):
+    """A jueju/lushi request that names no rule rhymes by 平水韵 (a lushi also keeps the pattern): the
+    library's table, the OpenAPI schema the page reads and the checker's contract agree."""
+    import poem_rules
+
+    from textgen.forms import KIND_DEFAULTS
+
+    spec = live.get("/openapi.json").json()
+    assert spec["components"]["schemas"]["PoemForm"]["x-defaults-by-kind"] == KIND_DEFAULTS == poem_rules.DEFAULTS
+    for kind, chars in (("jueju", 7), ("lushi", 5)):
+        form = {"kind": kind, "chars_per_line": chars}
+        body = live.post("/v1/generate", {"model": MODELS[1], "n": 4, "seed": 2, "temperature": 1.5,
+                                          "form": form}).json()
+        for sample in body["samples"]:
+            assert poem_problems(sample["text"], form) == [], sample["text"]
+            verses = re.split(r"[，。\n]+", sample["text"].strip("。"))
+            assert poem_rules.shared_groups("".join(v[-1] for v in verses[1::2]), "平水韵")
