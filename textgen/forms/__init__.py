@@ -55,7 +55,7 @@ from textgen.forms.tang import (
     poem_length,
     tang_tables,
 )
-from textgen.forms.tones import PATTERNS
+from textgen.forms.tones import PATTERN_COUNT, PATTERNS
 from textgen.sampling import Constraint
 from textgen.tokenizer import TokenizerError
 
@@ -352,7 +352,7 @@ def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) ->
     if template.is_complete():
         raise FormError("prompt", f"the prompt is already a complete {kind}")
     if spec.rhyme and not any(bool(tables.rhyme_mask(template.rhyme_bits[p]).any())
-                              for p in range(4) if template.patterns >> p & 1):
+                              for p in range(PATTERN_COUNT) if template.patterns >> p & 1):
         raise FormError("prompt", f"model {loaded.name!r} has no character that rhymes with the prompt")
     full_prompt = f"{spec.title}\n{prompt}" if spec.title else prompt
     return PreparedForm(full_prompt, template.clone, spec)
