@@ -57,12 +57,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     metrics.init_app(app, app_metrics)
-    from server import api, chat_api, openai_api, web  # the views import the state helpers above
+    from server import api, chat_api, openai_api, revise, web  # the views import the state helpers above
 
     app.register_blueprint(api.bp)
     app.register_blueprint(openai_api.bp)
     app.register_blueprint(chat_api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(revise.bp)
     if settings.preload:
         state.registry.preload()
     return app

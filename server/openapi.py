@@ -36,9 +36,11 @@ REF = "#/components/schemas/{model}"
 
 
 def _schemas() -> dict[str, Any]:
+    from server.revise_schemas import SCHEMAS as REVISE_SCHEMAS
+
     components: dict[str, Any] = {}
     for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody, CompletionRequest, Completion,
-                  ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, OpenAIErrorBody):
+                  ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, OpenAIErrorBody, *REVISE_SCHEMAS):
         schema = model.model_json_schema(ref_template=REF)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -194,6 +196,7 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None, *
 
             app = create_app({"TESTING": True, **settings.model_dump(mode="json")})
     components = _components(settings, model_names)
+    components["ReviseRequest"]["properties"]["form"] = {"$ref": "#/components/schemas/PoemForm"}
     paths: dict[str, Any] = {}
     for path, methods in operations(app).items():
         for method, declared in methods.items():

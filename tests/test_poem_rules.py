@@ -1,4 +1,5 @@
-"""平仄 (tones), no_repeat and keywords: every sample obeys them, checked by tests/poem_rules.py.
+"""平仄 (tones), 孤平, 三平尾, 首句入韵, rhyme by both books, no_repeat and keywords: every sample obeys
+them, checked by tests/poem_rules.py.
 
 The checker is independent of ``textgen.forms`` (its own tone, rhyme and rule code over pypinyin);
 the model is the tiny Tang model of ``conftest.py``, sampled at temperatures 0 to 2 over many seeds.
@@ -47,6 +48,20 @@ FORMS = [
      "no_repeat": True, "keywords": ["明月", "山"]},
     {"kind": "jueju", "chars_per_line": 7, "acrostic": "风花雪月", "tones": True, "rhyme": True, "no_repeat": True,
      "keywords": ["月明"]},  # 月 is a head, so under no_repeat 月明 can only open the last verse
+    # the defaults (rhyme by 平水韵; lushi also tones), and each new rule alone and with the others
+    {"kind": "jueju", "chars_per_line": 7},
+    {"kind": "lushi", "chars_per_line": 5},
+    {"kind": "jueju", "chars_per_line": 7, "first_verse_rhymes": True},
+    {"kind": "jueju", "chars_per_line": 5, "first_verse_rhymes": False},
+    {"kind": "jueju", "chars_per_line": 7, "tones": True, "first_verse_rhymes": True},
+    {"kind": "jueju", "chars_per_line": 5, "tones": "平起", "first_verse_rhymes": True, "no_repeat": True},
+    {"kind": "lushi", "chars_per_line": 7, "tones": "仄起", "first_verse_rhymes": False, "keywords": ["月"]},
+    {"kind": "lushi", "chars_per_line": 7, "acrostic": "春夏秋冬一二三四", "first_verse_rhymes": True,
+     "no_repeat": True, "keywords": ["江南"]},
+    # 中华新韵: the rules as before 平水韵
+    {"kind": "jueju", "chars_per_line": 7, "tones": True, "book": "中华新韵"},
+    {"kind": "lushi", "chars_per_line": 5, "tones": "仄起", "no_repeat": True, "book": "中华新韵"},
+    {"kind": "jueju", "chars_per_line": 7, "first_verse_rhymes": True, "tones": True, "book": "中华新韵"},
 ]
 
 
@@ -63,6 +78,26 @@ def test_every_sample_keeps_every_rule_at_any_temperature(tang, form):
                 assert check_text(prepared.form, s.text, prepared.prompt) is None
                 checked += 1
     assert checked == len(TEMPERATURES) * SEEDS_PER_TEMPERATURE * ROWS
+
+
+def test_the_checker_knows_gu_ping_and_san_ping_wei():
+    """孤平 and 三平尾 by 平水韵 (月 照 客 are 入/去 声; 无 人 来 level only), and verses without them."""
+    from poem_rules import fine_problems
+
+    assert fine_problems("月明照客家", "平水韵") == ["孤平 in '月明照客家'"]
+    assert fine_problems("山中无人来", "平水韵") == ["三平尾 in '山中无人来'"]
+    assert fine_problems("明月照高楼", "平水韵") == []
+    assert fine_problems("江明照客家", "平水韵") == []  # 平平仄仄平
+    assert fine_problems("江客月明照客家", "平水韵") == ["孤平 in '江客月明照客家'"]
+
+
+def test_the_checker_reads_the_classical_book():
+    """入声 characters are oblique by 平水韵 and level in Mandarin; 元 and 寒 are apart, 斜 is in 麻."""
+    assert all(tones(c, "平水韵") == {"仄"} for c in "一白国十竹出") and all("平" in tones(c) for c in "白国十竹")
+    from poem_rules import rhyme_groups, shared_groups
+
+    assert not shared_groups("元寒", "平水韵") and shared_groups("斜花家", "平水韵") == {"麻"}
+    assert {"寒"} <= rhyme_groups("看", "平水韵") and tones("看", "平水韵") == {"平", "仄"}
 
 
 def test_rules_continue_a_prompt_and_the_pattern_follows_its_first_verse(tang):
@@ -90,11 +125,12 @@ def test_a_keyword_is_placed_when_the_verses_run_out(tang):
 
 
 # --------------------------------------------------------------------------- what cannot be met: 422
-LEVEL_ONLY = "江山天风东"  # each has level readings only: 二四分明 cannot hold in a verse of them
+LEVEL_ONLY = "江山天花东"  # each has level readings only, in both books: 二四分明 cannot hold in a verse of them
 
 
-def test_the_level_only_word_really_is_level_only():
-    assert all(tones(c) == {"平"} for c in LEVEL_ONLY)
+@pytest.mark.parametrize("book", ["平水韵", "中华新韵"])
+def test_the_level_only_word_really_is_level_only(book):
+    assert all(tones(c, book) == {"平"} for c in LEVEL_ONLY)
 
 
 @pytest.mark.parametrize("form,prompt,field", [
@@ -115,7 +151,11 @@ def test_the_level_only_word_really_is_level_only():
     ({"keywords": ["江月", "月明"], "no_repeat": True}, "", "form.keywords"),
     ({"keywords": [LEVEL_ONLY], "tones": True}, "", "form.keywords"),
     ({"keywords": ["风春"], "acrostic": "春夏秋冬", "no_repeat": True}, "", "form.keywords"),
-    ({"tones": "仄起"}, "春风", "prompt"),
+    ({"tones": "仄起"}, "春山", "prompt"),
+    ({"book": "平仄韵"}, "", "form.book"),
+    ({"first_verse_rhymes": "yes"}, "", "form.first_verse_rhymes"),
+    ({"first_verse_rhymes": True, "rhyme": False}, "", "form.first_verse_rhymes"),
+    ({"rhyme": "no"}, "", "form.rhyme"),
     ({"no_repeat": True}, "春山春", "prompt"),
     ({"keywords": ["月"], "no_repeat": True}, "明月照高楼，流光正徘徊。\n借问楼上月", "prompt"),
 ])
@@ -207,3 +247,22 @@ def test_min_p_keeps_only_tokens_near_the_most_likely():
     with pytest.raises(SamplingError) as caught:
         SamplingParams(min_p=1.5)
     assert caught.value.field == "min_p"
+
+
+def test_the_defaults_have_one_source_and_default_poems_rhyme_by_the_book(live):
+    """A jueju/lushi request that names no rule rhymes by 平水韵 (a lushi also keeps the pattern): the
+    library's table, the OpenAPI schema the page reads and the checker's contract agree."""
+    import poem_rules
+
+    from textgen.forms import KIND_DEFAULTS
+
+    spec = live.get("/openapi.json").json()
+    assert spec["components"]["schemas"]["PoemForm"]["x-defaults-by-kind"] == KIND_DEFAULTS == poem_rules.DEFAULTS
+    for kind, chars in (("jueju", 7), ("lushi", 5)):
+        form = {"kind": kind, "chars_per_line": chars}
+        body = live.post("/v1/generate", {"model": MODELS[1], "n": 4, "seed": 2, "temperature": 1.5,
+                                          "form": form}).json()
+        for sample in body["samples"]:
+            assert poem_problems(sample["text"], form) == [], sample["text"]
+            verses = re.split(r"[，。\n]+", sample["text"].strip("。"))
+            assert poem_rules.shared_groups("".join(v[-1] for v in verses[1::2]), "平水韵")

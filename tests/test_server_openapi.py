@@ -40,8 +40,8 @@ def test_the_description_is_valid_openapi(contract):
     routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in contract.app.url_map.iter_rules()
               if rule.endpoint != "static"}
     assert set(spec["paths"]) == routes  # every route of the app's own table, and nothing else
-    assert "/v1/chat/completions" in routes
-    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions", "/v1/chat/completions"):
+    assert {"/v1/chat/completions", "/v1/poems/revise"} <= routes
+    for path in ("/v1/generate", "/v1/generate/stream", "/v1/completions", "/v1/chat/completions", "/v1/poems/revise"):
         assert {"200", "400", "404", "413", "415", "422", "429", "500", "503"} <= set(
             spec["paths"][path]["post"]["responses"])
         assert "401" not in spec["paths"][path]["post"]["responses"]  # no keys on this server
@@ -102,6 +102,12 @@ def test_real_responses_match_the_description(contract):
         else:
             response = requests.post(contract.url + path, json=body, timeout=60)
         check_against_spec(spec, method, path, response)
+    form = {"kind": "jueju", "chars_per_line": 5}
+    poem = contract.post("/v1/generate", {"model": VERSE, "form": form, "seed": 1}).json()["samples"][0]["text"]
+    for body in ({"model": VERSE, "form": form, "poem": poem, "verse": 2, "n": 2, "seed": 1},
+                 {"model": VERSE, "form": form, "poem": poem, "verse": 7}, {"model": "nope", "form": form,
+                                                                            "poem": poem, "verse": 1}):
+        check_against_spec(spec, "POST", "/v1/poems/revise", contract.post("/v1/poems/revise", body))
     # a 503 /health (draining) is described too
     contract.state.draining.set()
     try:

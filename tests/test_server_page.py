@@ -186,3 +186,38 @@ def test_the_page_starts_on_the_best_shipped_model_and_says_what_to_do(contract_
         page.close()
     finally:
         server.close()
+
+
+def test_page_revises_a_verse(live, browser, tmp_path):
+    """Clicking a verse of a finished poem shows candidates; choosing one replaces the verse."""
+    from poem_rules import poem_problems
+
+    page = open_page(browser, live, 1200, 900)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.select_option("#model", "tiny-tang")
+    page.select_option("#form", "jueju-5")
+    page.wait_for_function("document.querySelector('#rhyme').checked")  # the kind's default, from the server
+    page.fill("#title", "春望")
+    page.check("#no_repeat")
+    page.fill("#seed", "3")
+    page.fill("#temperature", "1")
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('#output .verse').length === 4", timeout=60_000)
+    title, _, before = page.inner_text("#output").partition("\n")
+    form = {"kind": "jueju", "chars_per_line": 5, "rhyme": True, "tones": False, "no_repeat": True}
+    assert title == "春望" and poem_problems(before, form) == [], before
+    old = page.inner_text("#output .verse[data-verse='2']")
+    page.click("#output .verse[data-verse='2']")
+    page.wait_for_function("document.querySelectorAll('#revise-panel button.candidate').length > 0",
+                           timeout=60_000)
+    chosen = page.get_attribute("#revise-panel button.candidate", "data-verse")
+    page.click("#revise-panel button.candidate")
+    page.wait_for_function("document.querySelector('#status').textContent === 'Verse 2 replaced.'")
+    title, _, after = page.inner_text("#output").partition("\n")
+    assert page.inner_text("#output .verse[data-verse='2']") == chosen != old
+    assert after == before.replace(old, chosen, 1) and poem_problems(after, form) == [], after
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT.replace(".png", "-revise.png"), full_page=True)
+    assert errors == []
+    page.close()

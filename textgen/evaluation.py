@@ -88,7 +88,6 @@ def evaluate_text(
                       seconds=seconds, chars_per_second=total_chars / seconds if seconds else 0.0)
 
 
-@torch.inference_mode()
 def continuation_logprobs(loaded: LoadedModel, prompt: str, text: str, batch_size: int = 32) -> list[float]:
     """The model's log-probability (nats) of each character of ``text`` written after ``prompt``.
 
@@ -96,19 +95,38 @@ def continuation_logprobs(loaded: LoadedModel, prompt: str, text: str, batch_siz
     each with the ``context_chars`` tokens before it as context, scored by the model's forward
     pass (not its step-by-step decoding).  A character of several byte pieces gets their sum.
     """
+    return continuations_logprobs(loaded, prompt, [text], batch_size)[0]
+
+
+@torch.inference_mode()
+def continuations_logprobs(loaded: LoadedModel, prompt: str, texts: list[str],
+                           batch_size: int = 32) -> list[list[float]]:
+    """:func:`continuation_logprobs` of each of ``texts`` after the same ``prompt``, their windows
+    scored together in batches (one forward pass for a few short texts)."""
     tok, info = loaded.tokenizer, loaded.info
-    head, ids = [BOS_ID, *tok.encode(prompt)], tok.encode(text)
-    stream = torch.tensor(head + ids)
-    starts = list(range(len(head), len(stream), info.target_chars))
+    head = [BOS_ID, *tok.encode(prompt)]
+    encoded = [tok.encode(text) for text in texts]
+    windows, owners = [], []
+    for k, ids in enumerate(encoded):
+        stream = torch.tensor(head + ids)
+        for p in range(len(head), len(stream), info.target_chars):
+            windows.append(window_at(stream, p, info.context_chars, info.target_chars))
+            owners.append(k)
     device = next(loaded.model.parameters()).device
-    token_logprobs: list[float] = []
-    for first in range(0, len(starts), batch_size):
-        windows = [window_at(stream, p, info.context_chars, info.target_chars) for p in starts[first:first + batch_size]]
-        context, lengths, inputs, targets = (torch.stack(parts).to(device) for parts in zip(*windows))
+    token_logprobs: list[list[float]] = [[] for _ in texts]
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first:first + batch_size]
+        context, lengths, inputs, targets = (torch.stack(parts).to(device) for parts in zip(*chunk))
+        used = int((targets != PAD_ID).sum(dim=1).max())  # the decoder reads left to right: padding
+        inputs, targets = inputs[:, :used], targets[:, :used]  # after the last target changes nothing
         logits, _ = loaded.model(context, inputs, context_lengths=lengths)
         logprobs = torch.log_softmax(logits.float(), dim=-1).gather(2, targets.clamp(min=0)[..., None])[..., 0]
-        token_logprobs.extend(logprobs[targets != PAD_ID].tolist())
-    chars: list[float] = []
-    for token, logprob in zip(ids, token_logprobs):
-        add_token_logprob(chars, tok.chars_per_token[token], logprob)
-    return chars
+        for row, owner in enumerate(owners[first:first + batch_size]):
+            token_logprobs[owner].extend(logprobs[row][targets[row] != PAD_ID].tolist())
+    out = []
+    for ids, logprobs in zip(encoded, token_logprobs):
+        chars: list[float] = []
+        for token, logprob in zip(ids, logprobs):
+            add_token_logprob(chars, tok.chars_per_token[token], logprob)
+        out.append(chars)
+    return out

@@ -8,8 +8,11 @@ of :class:`textgen.sampling.SamplingParams` is an option of the script under its
 (``conf/sample.yaml`` composes them from the dataclass); ``return_logprobs=true`` and
 ``top_logprobs=k`` print each sample's log-probability and each character's top k to stderr.
 ``form=jueju|lushi|latex`` (with the fields of the form's dataclass as options: ``chars_per_line``,
-``acrostic``, ``title``, ``rhyme``, ``tones``, ``no_repeat``, ``keywords``, ``environment``) samples
-under a form of :mod:`textgen.forms`, exactly as the REST API's ``form`` object does.
+``acrostic``, ``title``, ``rhyme``, ``tones``, ``no_repeat``, ``keywords``, ``book``,
+``first_verse_rhymes``, ``environment``) samples under a form of :mod:`textgen.forms`, exactly as
+the REST API's ``form`` object does.  ``revise=<poem> verse=<k>`` (with the poem's form) prints
+``n`` alternatives for its verse ``k`` instead, as ``POST /v1/poems/revise`` does
+(:mod:`textgen.forms.revise`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from textgen.cli import hydra_command
 from textgen.encoder_runtime import EncoderRuntimeError
 from textgen.export import ExportError, load_export, resolve_export
 from textgen.forms import FORM_CLASSES, FormError, api_fields, form_keys, prepare_form
+from textgen.forms.revise import DRAWS_PER_CANDIDATE, prepare_revision, rank_candidates
 from textgen.models.fused_step import FusedStepError
 from textgen.quantization import QuantizeError
 from textgen.sampling import Sample, SamplingError, SamplingParams, generate
@@ -91,6 +95,8 @@ def run(cfg: DictConfig) -> int:
                              encoder_runtime=str(cfg.encoder_runtime), decode_step=str(cfg.decode_step))
         if loaded.runtime_choice is not None:  # what `auto` chose, and the timings it chose by
             print(f"[{loaded.name}: {loaded.runtime_choice.summary()}]", file=sys.stderr)
+        if cfg.revise:
+            return _revise(cfg, loaded, params)
         prepared = prepare_form(form_request(cfg), loaded, prompt)
         constraint = None
         if prepared is not None:
@@ -138,6 +144,30 @@ def _logprob_report(i: int, count: int, sample: Sample) -> str:
         alternatives = "  ".join(f"{other!r} {lp:.3f}" for other, lp in top.items())
         lines.append(f"{char!r}\t{value:.3f}\t{alternatives}")
     return "\n".join(lines)
+
+
+def _revise(cfg: DictConfig, loaded, params: SamplingParams) -> int:
+    """Print ``n`` alternatives for verse ``cfg.verse`` of the poem ``cfg.revise``, best first."""
+    form = form_request(cfg)
+    if form is None:
+        raise FormError("form", "`revise` needs the poem's form (form=jueju or form=lushi, chars_per_line, ...)")
+    if cfg.verse is None:
+        raise FormError("verse", "`revise` needs `verse`, the number of the verse to rewrite (from 1)")
+    poem = str(cfg.revise).replace("\\n", "\n")
+    plan = prepare_revision(form, loaded, poem, cfg.verse)
+    draws = dataclasses.replace(params, n=params.n * DRAWS_PER_CANDIDATE, best_of=None,
+                                max_new_chars=plan.form.chars_per_line)
+    started = time.perf_counter()
+    drawn = generate(loaded, plan.prompt, draws, constraint=lambda index: plan.new_constraint())
+    candidates = rank_candidates(loaded, plan, [s.text for s in drawn], params.n)
+    seconds = time.perf_counter() - started
+    print(f"verse {cfg.verse}: {plan.original}")
+    for i, candidate in enumerate(candidates):
+        print(f"--- candidate {i + 1}/{len(candidates)} ({candidate.logprob:.2f} nats) ---\n"
+              f"{plan.title_line}{candidate.poem}")
+    print(f"[{loaded.name}: {len(drawn)} verses drawn, {len(candidates)} distinct kept, in {seconds:.2f} s]",
+          file=sys.stderr)
+    return 0
 
 
 def _describe(sample: Sample, params: SamplingParams) -> str:

@@ -11,7 +11,9 @@ or top-p.  The REST server and ``python -m textgen.sample`` use it the same way:
 :class:`FormError` (a 422, naming the field) for anything the form, the prompt or the model
 cannot satisfy.  What each form writes:
 
-* ``{"kind": "jueju" | "lushi", "chars_per_line": 5 | 7, "acrostic"?, "title"?, "rhyme"?}``: the
+* ``{"kind": "jueju" | "lushi", "chars_per_line": 5 | 7, "acrostic"?, "title"?, "rhyme"?, "tones"?,
+  "no_repeat"?, "keywords"?, "book"?, "first_verse_rhymes"?}`` (``rhyme`` and ``tones`` default by
+  kind, :data:`KIND_DEFAULTS`; ``book`` is 平水韵 or 中华新韵, :mod:`textgen.forms.books`): the
   verses in the corpus layout (``，`` after odd verses, ``。`` after even ones, one couplet a
   line), ending with ``finish_reason: form_complete`` after the last ``。``.  The prompt fed to the
   model is ``title + "\\n" + prompt`` (the title line, as in the corpus); ``prompt`` is the
@@ -33,11 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
+from textgen.forms.books import BOOKS, DEFAULT_BOOK, rhyme_book
 from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, is_balanced, latex_tables
 from textgen.forms.latex_vocab import PROOF_ENVS
-from textgen.forms.rhyme import GROUPS, rhyme_group, rhymes
+from textgen.forms.lookahead import PoemPlan
+from textgen.forms.rhyme import GROUPS, rhyme_group
 from textgen.forms.tang import (
     COMMA,
+    KIND_DEFAULTS,
     NEWLINE,
     PERIOD,
     VERSES,
@@ -50,15 +55,21 @@ from textgen.forms.tang import (
     poem_length,
     tang_tables,
 )
-from textgen.forms.tones import PATTERNS
+from textgen.forms.tones import PATTERN_COUNT, PATTERNS
 from textgen.sampling import Constraint
 from textgen.tokenizer import TokenizerError
 
 __all__ = [
     "FormError", "PreparedForm", "prepare_form", "prepare_latex", "TangForm", "LatexForm", "check_text", "check_poem",
     "is_balanced", "rhymes", "rhyme_group", "even_verse_ends", "GROUPS", "KINDS", "MAX_TITLE_CHARS",
-    "api_fields", "form_keys", "form_schema", "FORM_CLASSES",
+    "api_fields", "form_keys", "form_schema", "FORM_CLASSES", "KIND_DEFAULTS", "BOOKS", "DEFAULT_BOOK",
+    "rhyme_book", "tang_spec",
 ]
+
+
+def rhymes(chars: str, book: str = DEFAULT_BOOK) -> bool:
+    """Whether all of ``chars`` share one rhyme group of ``book`` (any reading of each)."""
+    return rhyme_book(book).rhymes(chars)
 
 KINDS = ("jueju", "lushi", "latex")
 MAX_TITLE_CHARS = 64
@@ -113,8 +124,11 @@ def form_schema(cls: type, title: str) -> dict[str, Any]:
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default or f.metadata.get("required"):
             required.append(f.name)
-    return {"type": "object", "title": title, "required": required, "additionalProperties": False,
-            "properties": properties}
+    schema = {"type": "object", "title": title, "required": required, "additionalProperties": False,
+              "properties": properties}
+    if cls is TangForm:
+        schema["x-defaults-by-kind"] = KIND_DEFAULTS  # what null or a missing rhyme/tones means, per kind
+    return schema
 
 
 @dataclass
@@ -161,18 +175,20 @@ def _optional_str(form: Mapping, key: str) -> str:
     return value
 
 
-def _optional_bool(form: Mapping, key: str) -> bool:
+def _optional_bool(form: Mapping, key: str, default: bool | None = False) -> bool | None:
     value = form.get(key)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise FormError(f"form.{key}", f"`form.{key}` must be true, false or null, got {value!r}")
     return value
 
 
-def _tones(form: Mapping) -> bool | str:
+def _tones(form: Mapping, default: bool) -> bool | str:
     value = form.get("tones")
-    if value is None or value is False:
+    if value is None:
+        return default
+    if value is False:
         return False
     if value is True or (isinstance(value, str) and value in PATTERNS):
         return value
@@ -209,9 +225,32 @@ def _keywords(form: Mapping, tables, loaded: LoadedModel, chars: int, verses: in
     return tuple(value)
 
 
+def _book(form: Mapping) -> str:
+    book = form.get("book")
+    if book is None:
+        return DEFAULT_BOOK
+    if book not in BOOKS:
+        raise FormError("form.book", f"`form.book` must be one of {', '.join(BOOKS)}, got {book!r}")
+    return book
+
+
+def tang_spec(form: Mapping, loaded: LoadedModel) -> TangForm:
+    """The validated :class:`TangForm` of a jueju/lushi API object (FormError names the culprit)."""
+    kind = form.get("kind")
+    if kind not in VERSES:
+        raise FormError("form.kind", f"`form.kind` must be one of {', '.join(VERSES)}, got {kind!r}")
+    allowed = form_keys(TangForm)
+    for key in form:
+        if key not in allowed:
+            raise FormError(f"form.{key}", f"unknown field `form.{key}` for kind {kind!r} "
+                                           f"(fields: {', '.join(sorted(allowed))})")
+    return _tang_spec(kind, form, loaded, tang_tables(loaded.tokenizer, _book(form)))
+
+
 def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangForm:
     """The :class:`TangForm` of the API object, each field checked (FormError names the culprit)."""
     verses = VERSES[kind]
+    book = _book(form)
     if "chars_per_line" not in form:
         raise FormError("form.chars_per_line", "`form.chars_per_line` is required (5 or 7)")
     chars = form["chars_per_line"]
@@ -232,7 +271,12 @@ def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangFor
         loaded.tokenizer.encode(title)
     except TokenizerError as error:
         raise FormError("form.title", f"`form.title`: {error}") from error
-    rhyme, tones = _optional_bool(form, "rhyme"), _tones(form)
+    defaults = KIND_DEFAULTS[kind]
+    rhyme, tones = _optional_bool(form, "rhyme", defaults["rhyme"]), _tones(form, defaults["tones"])
+    first_verse_rhymes = _optional_bool(form, "first_verse_rhymes", None)
+    if first_verse_rhymes is not None and not rhyme and not tones:
+        raise FormError("form.first_verse_rhymes", "`form.first_verse_rhymes` needs `form.rhyme` or `form.tones` "
+                                                   "(it says whether the first verse rhymes, or ends level)")
     no_repeat = _optional_bool(form, "no_repeat")
     keywords = _keywords(form, tables, loaded, chars, verses)
     missing = [c for c in (COMMA, PERIOD, NEWLINE) if c not in tables.ids]
@@ -244,17 +288,18 @@ def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangFor
             twice = sorted({c for c in text if text.count(c) > 1})
             if twice:
                 raise FormError(name, f"`{name}` uses {''.join(twice)!r} twice, which `form.no_repeat` forbids")
-    return TangForm(kind, chars, acrostic, title, rhyme, tones, no_repeat, keywords)
+    return TangForm(kind, chars, acrostic, title, rhyme, tones, no_repeat, keywords, book, first_verse_rhymes)
 
 
 # The rules a form adds to the layout, in the order a conflict is looked for (and named).
-_RULES = ("acrostic", "rhyme", "tones", "no_repeat", "keywords")
+_RULES = ("acrostic", "rhyme", "tones", "first_verse_rhymes", "no_repeat", "keywords")
 
 
 def _template(spec: TangForm, tables, verses_text: str, kind: str) -> TangConstraint:
     """The constraint after the prompt's verses; FormError if the prompt breaks the form or no
     completion can keep every rule (the first rule that makes it impossible is named)."""
-    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=())
+    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=(),
+                                first_verse_rhymes=None)
     named: list[str] = []
     for rule in ("", *_RULES):
         if rule:
@@ -290,11 +335,15 @@ def _conflict(rule: str, trial: TangForm, tables, verses_text: str, named: list[
         return f"`form.keywords`: the keywords {list(trial.keywords)!r} do not all fit, one a verse{others}{prompt}"
     if rule == "":
         return f"`form.kind`: the model's vocabulary cannot fill this form{prompt}"
+    if rule == "tones" and trial.acrostic and not PoemPlan(trial, None).patterns:
+        return (f"`form.tones`: the acrostic heads {trial.acrostic!r} fit no tonal pattern by {trial.book}"
+                + (" (against 孤平, a head that opens a five-character verse ending 仄平 must be level)"
+                   if trial.fine_tones and trial.chars_per_line == 5 else ""))
     return f"`form.{rule}` cannot be met{others}{prompt}: the model's vocabulary has too few characters that fit"
 
 
 def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) -> PreparedForm:
-    tables = tang_tables(loaded.tokenizer)
+    tables = tang_tables(loaded.tokenizer, _book(form))
     spec = _tang_spec(kind, form, loaded, tables)
     own_title, verses_text = _split_title(prompt)
     if own_title and spec.title:
@@ -302,7 +351,8 @@ def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) ->
     template = _template(spec, tables, verses_text, kind)
     if template.is_complete():
         raise FormError("prompt", f"the prompt is already a complete {kind}")
-    if spec.rhyme and not bool(tables.rhyme_mask(template.rhyme_bits).any()):
+    if spec.rhyme and not any(bool(tables.rhyme_mask(template.rhyme_bits[p]).any())
+                              for p in range(PATTERN_COUNT) if template.patterns >> p & 1):
         raise FormError("prompt", f"model {loaded.name!r} has no character that rhymes with the prompt")
     full_prompt = f"{spec.title}\n{prompt}" if spec.title else prompt
     return PreparedForm(full_prompt, template.clone, spec)

@@ -4,8 +4,9 @@ A poem state is *feasible* when some completion obeys every rule.  :func:`feasib
 decides it exactly enough to be safe: it answers yes only when it can name a *plan* that
 completes the poem,
 
-* a tonal pattern ``p`` still alive (平起/仄起, or the one given);
-* a rhyme group ``g`` still shared by the even verses (with ``rhyme``);
+* a tonal pattern ``p`` still alive (平起/仄起, 首句入韵 or not, or the ones asked for);
+* a rhyme group ``g`` still shared by the rhyme verses of ``p`` (with ``rhyme``), by the form's book
+  (a character of several readings stands in each of its groups);
 * a verse for each keyword not yet written, at most one keyword a verse, at a start where each
   of its characters fits the pattern, the rhyme, the acrostic head and ``no_repeat``
   (a bipartite matching of keywords to verses);
@@ -32,19 +33,44 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from textgen.forms.rhyme import GROUPS, rhyme_group
-from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of
+from textgen.forms.books import XINYUN, RhymeBook, rhyme_book
+from textgen.forms.tones import (
+    FIRST_RHYMES,
+    OBLIQUE_START,
+    PATTERN_COUNT,
+    PATTERNS,
+    PING,
+    ZE,
+    ends_level,
+    fits,
+    required_tone,
+)
 
 if TYPE_CHECKING:
     from textgen.forms.tang import TangConstraint, TangForm, TangTables
 
 TONE_SETS = 4  # tone bits 0..3 (none, 平, 仄, both)
-CLASS_GROUPS = len(GROUPS) + 1  # rhyme group + 1 (0: no group)
 
 
-def char_class(char: str) -> int:
-    """Index of ``char``'s (tone set, rhyme group) class in the count tables."""
-    return tones_of(char) * CLASS_GROUPS + rhyme_group(char) + 1
+def class_groups(book: RhymeBook) -> int:
+    """Entries per tone set in the count tables: one per rhyme group, and 0 for no group."""
+    return len(book.groups) + 1
+
+
+def char_classes(book: RhymeBook, char: str) -> list[int]:
+    """Indices of ``char``'s (tone set, rhyme group) classes in the count tables (one per group it is in)."""
+    base = book.tones_of(char) * class_groups(book)
+    bits = book.rhyme_bits(char)
+    return [base + g + 1 for g in range(len(book.groups)) if bits >> g & 1] or [base]
+
+
+def start_patterns(form: TangForm) -> int:
+    """Bits of the patterns a form allows at the start (:mod:`textgen.forms.tones` numbers them)."""
+    starts = {0, OBLIQUE_START} if form.tones is True else {PATTERNS[form.tones]} if form.tones else {0}
+    firsts = {True: (FIRST_RHYMES,), False: (0,)}.get(form.first_verse_rhymes, (0, FIRST_RHYMES))
+    if form.first_verse_rhymes is None and (not form.tones or form.book == XINYUN):
+        firsts = (0,)  # no pattern, the first verse is simply free; 中华新韵 keeps 首句不入韵 (its rules before 平水韵)
+    return sum(1 << (s | f) for s in starts for f in firsts)
 
 
 def _matches(tone_set: int, required: int) -> bool:
@@ -56,10 +82,17 @@ class PoemPlan:
 
     def __init__(self, form: TangForm, tables: TangTables | None) -> None:
         self.form = form
+        self.book = rhyme_book(form.book)
+        self.class_groups = class_groups(self.book)
         L, verses = form.chars_per_line, form.verses
         self.L, self.verses = L, verses
-        #: bits of the tonal patterns allowed at the start (one dummy pattern without ``tones``)
-        self.patterns = 0b11 if form.tones is True else 1 << PATTERNS[form.tones] if form.tones else 0b01
+        #: bits of the patterns allowed at the start (without ``tones``, only 首句入韵 or not matters)
+        self.patterns = start_patterns(form)
+        if form.tones and form.acrostic:  # a head stands where 孤平 may fix the tone (the first of 五言)
+            for p in range(PATTERN_COUNT):
+                if any(not fits(self.book.tones_of(head), required_tone(p, v, 0, L, form.fine_tones))
+                       for v, head in enumerate(form.acrostic)):
+                    self.patterns &= ~(1 << p)
         self.heads = form.acrostic
         self.keywords = tuple(form.keywords)
         self.keyword_chars = sorted({c for w in self.keywords for c in w})
@@ -67,18 +100,22 @@ class PoemPlan:
         self.special = special
         # rhyme characters are level under tones: the tone sets that count towards a group's pool
         self.rhyme_sets = [ts for ts in range(TONE_SETS) if not form.tones or ts & PING]
-        self.suffix = {p: self._suffix(p) for p in (0, 1)}
+        self.suffix = {p: self._suffix(p) for p in range(PATTERN_COUNT)}
         self.placements = {w: self._placements(w) for w in self.keywords}
         #: keyword -> pattern -> verse -> (whether a start needs no rhyme group, the groups other starts need)
-        self.verse_options = {w: {p: self._verse_options(w, p) for p in (0, 1)} for w in self.keywords}
+        self.verse_options = {w: {p: self._verse_options(w, p) for p in range(PATTERN_COUNT)} for w in self.keywords}
         self.tables = tables
-        self.counts: list[int] = [0] * (TONE_SETS * CLASS_GROUPS)
+        self.counts: list[int] = [0] * (TONE_SETS * self.class_groups)
+        self.totals: list[int] = [0] * TONE_SETS
         self.exclude: Tensor | None = None
         if tables is not None:
             self.counts = list(tables.class_counts)
+            self.totals = list(tables.tone_totals)
             for char in special:
                 if char in tables.ids and tables.has_head(char):
-                    self.counts[char_class(char)] -= 1
+                    for k in char_classes(self.book, char):
+                        self.counts[k] -= 1
+                    self.totals[self.book.tones_of(char)] -= 1
             exclude = torch.zeros_like(tables.han)
             for char in (self.keyword_chars + list(self.heads)) if form.no_repeat else []:
                 if char in tables.ids:
@@ -93,10 +130,10 @@ class PoemPlan:
             for position in range(L):
                 if self.heads and position == 0:
                     kinds.append(None)  # the acrostic head has its own slot
-                elif form.rhyme and verse % 2 == 1 and position == L - 1:
+                elif form.rhyme and ends_level(pattern, verse) and position == L - 1:
                     kinds.append(0)
                 else:
-                    tone = required_tone(pattern, verse, position, L) if form.tones else 0
+                    tone = required_tone(pattern, verse, position, L, form.fine_tones) if form.tones else 0
                     kinds.append({PING: 1, ZE: 2, 0: 3}[tone])
         out = [(0, 0, 0, 0)] * (len(kinds) + 1)
         for i in range(len(kinds) - 1, -1, -1):
@@ -108,35 +145,41 @@ class PoemPlan:
 
     def _verse_options(self, word: str, pattern: int) -> list[tuple[bool, frozenset[int]]]:
         options: list[tuple[bool, set[int]]] = [(False, set()) for _ in range(self.verses)]
-        for verse, _, patterns, group in self.placements[word]:
+        for verse, _, patterns, group_bits in self.placements[word]:
             if patterns >> pattern & 1:
                 free, groups = options[verse]
-                options[verse] = (free or group < 0, groups | ({group} if group >= 0 else set()))
+                chosen = {g for g in range(len(self.book.groups)) if group_bits >> g & 1} if group_bits >= 0 else set()
+                options[verse] = (free or group_bits < 0, groups | chosen)
         return [(free, frozenset(groups)) for free, groups in options]
 
     def _placements(self, word: str) -> list[tuple[int, int, int, int]]:
-        """(verse, start, pattern bits, rhyme group or -1) of each place ``word`` may stand."""
-        form, L = self.form, self.L
+        """(verse, start, pattern bit, rhyme group bits or -1) of each place ``word`` may stand
+        (one entry per pattern, whose rhyme verses differ in the first verse)."""
+        form, L, book = self.form, self.L, self.book
+        every = (1 << len(book.groups)) - 1
         out = []
         for verse in range(self.verses):
             for start in range(L - len(word) + 1):
-                patterns, group = 0b11, -1
-                for j, char in enumerate(word):
-                    position = start + j
-                    if self.heads and position == 0 and char != self.heads[verse]:
-                        patterns = 0
-                    if form.no_repeat and char in self.heads and not (position == 0 and self.heads[verse] == char):
-                        patterns = 0
-                    if form.tones:
-                        for p in (0, 1):
-                            if not fits(tones_of(char), required_tone(p, verse, position, L)):
-                                patterns &= ~(1 << p)
-                    if form.rhyme and verse % 2 == 1 and position == L - 1:
-                        group = rhyme_group(char)
-                        if group < 0:
-                            patterns = 0
-                if patterns:
-                    out.append((verse, start, patterns, group))
+                for p in range(PATTERN_COUNT):
+                    ok, group_bits = True, -1
+                    for j, char in enumerate(word):
+                        position = start + j
+                        if self.heads and position == 0 and char != self.heads[verse]:
+                            ok = False
+                        if form.no_repeat and char in self.heads and not (position == 0 and self.heads[verse] == char):
+                            ok = False
+                        if form.tones and not fits(book.tones_of(char),
+                                                   required_tone(p, verse, position, L, form.fine_tones)):
+                            ok = False
+                        if form.rhyme and position == L - 1:
+                            if ends_level(p, verse):
+                                group_bits = book.rhyme_bits(char)
+                                ok = ok and group_bits != 0
+                            elif verse == 0 and form.first_verse_rhymes is False:
+                                group_bits = every & ~book.rhyme_bits(char)
+                                ok = ok and group_bits != 0
+                    if ok:
+                        out.append((verse, start, 1 << p, group_bits))
         return out
 
 
@@ -152,11 +195,12 @@ def feasible_combos(state: TangConstraint, generic: bool = False, first: bool = 
     if form.no_repeat and any(h in state.used for h in plan.heads[state.verse + (state.position > 0):]):
         return []
     index = state.slot_index()
-    groups = [g for g in range(len(GROUPS)) if state.rhyme_bits >> g & 1] if form.rhyme else [-1]
     out = []
-    for p in (0, 1):
+    for p in range(PATTERN_COUNT):
         if not state.patterns >> p & 1:
             continue
+        bits = state.rhyme_bits[p]
+        groups = [g for g in range(len(plan.book.groups)) if bits >> g & 1] if form.rhyme else [-1]
         slots = plan.suffix[p][index]
         verses = _keyword_verses(state, p, generic) if state.pending else None
         for g in groups:
@@ -171,14 +215,15 @@ def feasible_combos(state: TangConstraint, generic: bool = False, first: bool = 
 
 
 def rhyme_margin(state: TangConstraint, group: int) -> int:
-    """Unused rhyming characters of ``group`` beyond the rhyme slots still to write (any pattern)."""
-    slots = state.plan.suffix[0][state.slot_index()][0]
+    """Unused rhyming characters of ``group`` beyond the rhyme slots still to write (the most any pattern has)."""
+    index = state.slot_index()
+    slots = max(state.plan.suffix[p][index][0] for p in range(PATTERN_COUNT))
     return _rhyme_pool(state, group) - slots
 
 
 def _rhyme_pool(state: TangConstraint, group: int) -> int:
-    counts = state.counts
-    return sum(counts[ts * CLASS_GROUPS + group + 1] for ts in state.plan.rhyme_sets)
+    counts, width = state.counts, state.plan.class_groups
+    return sum(counts[ts * width + group + 1] for ts in state.plan.rhyme_sets)
 
 
 def _pools_hold(state: TangConstraint, group: int, slots: tuple[int, int, int, int]) -> bool:
@@ -196,7 +241,7 @@ def _pools_hold(state: TangConstraint, group: int, slots: tuple[int, int, int, i
             if _matches(ts, required):
                 pool += totals[ts]
                 if group >= 0 and ts in state.plan.rhyme_sets:
-                    pool -= counts[ts * CLASS_GROUPS + group + 1]
+                    pool -= counts[ts * state.plan.class_groups + group + 1]
         if pool < (others if no_repeat else 1):
             return False
     return True
@@ -218,7 +263,7 @@ def _keyword_verses(state: TangConstraint, pattern: int, generic: bool) -> list[
                     for group in groups:
                         by_group.setdefault(group, set()).add(v)
         if position < L and verse not in state.keyword_verses:
-            for v, start, patterns, group in state.plan.placements[word]:
+            for v, start, patterns, group_bits in state.plan.placements[word]:
                 if v != verse or not patterns >> pattern & 1:
                     continue
                 unwritten = word
@@ -231,7 +276,11 @@ def _keyword_verses(state: TangConstraint, pattern: int, generic: bool) -> list[
                     continue
                 if no_repeat and any(c in state.used for c in unwritten):
                     continue
-                (base if group < 0 else by_group.setdefault(group, set())).add(v)
+                if group_bits < 0:
+                    base.add(v)
+                for group in range(len(state.plan.book.groups)) if group_bits >= 0 else ():
+                    if group_bits >> group & 1:
+                        by_group.setdefault(group, set()).add(v)
         out.append((base, by_group))
     return out
 

@@ -9,35 +9,43 @@ after even ones, ``\\n`` between couplets, nothing after the last ``。``::
 :class:`TangConstraint` walks that layout one character at a time and allows, at each step, only
 the characters the layout permits there: inside a verse, single-character Chinese pieces of the
 vocabulary (never byte pieces, punctuation or spaces); the acrostic head at a verse's first
-character; at the last character of an even verse with ``rhyme``, characters of the rhyme group
-the poem has taken (see :mod:`textgen.forms.rhyme`).  Every mask is a precomputed (V,) tensor of
-:class:`TangTables`, built once per tokenizer.
+character; at the last character of an even verse with ``rhyme`` (and of the first verse under
+首句入韵), characters of the rhyme group the poem has taken, by the form's rhyme book (see
+:mod:`textgen.forms.books`).  Every mask is a precomputed (V,) tensor of :class:`TangTables`,
+built once per tokenizer and book.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from textgen.forms.books import BOOKS, DEFAULT_BOOK, RhymeBook, rhyme_book
 from textgen.forms.lookahead import (
-    CLASS_GROUPS,
     TONE_SETS,
     PoemPlan,
-    char_class,
+    char_classes,
     feasible_combos,
     rhyme_chars,
     rhyme_margin,
 )
-from textgen.forms.rhyme import GROUPS, rhyme_group
-from textgen.forms.tones import PATTERNS, PING, ZE, fits, required_tone, tones_of
+from textgen.forms.tones import PATTERN_COUNT, PATTERNS, PING, ZE, ends_level, fits, required_tone
 from textgen.sampling import Constraint
 from textgen.tokenizer import CharTokenizer, per_tokenizer
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
 VERSES = {"jueju": 4, "lushi": 8}
+KIND_DEFAULTS = {
+    "jueju": {"rhyme": True, "tones": False},
+    "lushi": {"rhyme": True, "tones": True},
+}
+"""The rules a request that leaves ``rhyme`` or ``tones`` out (or null) gets, per kind: a 绝句 or 律诗
+rhymes by definition, and a 律诗's tonal pattern is part of its form (``docs/FORMS.md`` measures
+what ``tones`` costs).  The one source of these defaults: the API, the script and the page read them."""
 
 
 def is_han(char: str) -> bool:
@@ -50,29 +58,38 @@ def is_han(char: str) -> bool:
 
 
 class TangTables:
-    """Per-tokenizer masks: Chinese characters, punctuation, one-hot heads, rhyme groups, tones."""
+    """Per-tokenizer and book masks: Chinese characters, punctuation, one-hot heads, rhyme groups, tones."""
 
-    def __init__(self, tokenizer: CharTokenizer) -> None:
+    def __init__(self, tokenizer: CharTokenizer, book: str = DEFAULT_BOOK) -> None:
         V = tokenizer.vocab_size
+        self.book: RhymeBook = rhyme_book(book)
+        groups_count = len(self.book.groups)
         self.ids: dict[str, int] = {}
         han = torch.zeros(V, dtype=torch.bool)
-        groups = torch.full((V,), -1, dtype=torch.long)
+        group_masks = torch.zeros((groups_count, V), dtype=torch.bool)
         tones = torch.zeros(V, dtype=torch.long)
-        #: unique Chinese characters of the vocabulary per (tone set, rhyme group) class
-        self.class_counts = [0] * (TONE_SETS * CLASS_GROUPS)
+        #: unique Chinese characters of the vocabulary per (tone set, rhyme group) class (a character
+        #: of several groups counts in each), and per tone set (once)
+        self.class_counts = [0] * (TONE_SETS * (groups_count + 1))
+        self.tone_totals = [0] * TONE_SETS
         for i, piece in enumerate(tokenizer.pieces):
             if tokenizer.byte_values[i] >= 0 or tokenizer.chars_per_token[i] != 1 or len(piece) != 1:
                 continue
             first = self.ids.setdefault(piece, i) == i
             if is_han(piece):
                 han[i] = True
-                groups[i] = rhyme_group(piece)
-                tones[i] = tones_of(piece)
+                bits = self.book.rhyme_bits(piece)
+                for g in range(groups_count):
+                    if bits >> g & 1:
+                        group_masks[g, i] = True
+                tones[i] = self.book.tones_of(piece)
                 if first:
-                    self.class_counts[char_class(piece)] += 1
+                    for k in char_classes(self.book, piece):
+                        self.class_counts[k] += 1
+                    self.tone_totals[int(tones[i])] += 1
         self.han = han
         #: (G, V): Chinese pieces of each rhyme group.
-        self.group_masks = torch.stack([groups == g for g in range(len(GROUPS))])
+        self.group_masks = group_masks
         #: Chinese pieces with a level (PING) or oblique (ZE) reading.
         self.tone_masks = {PING: han & (tones & PING > 0), ZE: han & (tones & ZE > 0)}
         self._onehot: dict[str, Tensor] = {}
@@ -90,7 +107,7 @@ class TangTables:
         """Chinese pieces in any of the groups set in ``group_bits`` (a bit per group)."""
         mask = self._rhyme.get(group_bits)
         if mask is None:
-            chosen = [g for g in range(len(GROUPS)) if group_bits >> g & 1]
+            chosen = [g for g in range(len(self.book.groups)) if group_bits >> g & 1]
             mask = self.group_masks[chosen].any(dim=0)
             self._rhyme[group_bits] = mask
         return mask
@@ -100,7 +117,17 @@ class TangTables:
         return i is not None and bool(self.han[i])
 
 
-tang_tables = per_tokenizer(TangTables)
+_books_of = per_tokenizer(lambda tokenizer: {})
+_books_lock = threading.Lock()
+
+
+def tang_tables(tokenizer: CharTokenizer, book: str = DEFAULT_BOOK) -> TangTables:
+    """The :class:`TangTables` of ``tokenizer`` under ``book`` (built on first use, then cached)."""
+    built = _books_of(tokenizer)
+    with _books_lock:
+        if book not in built:
+            built[book] = TangTables(tokenizer, book)
+        return built[book]
 
 
 def _api(description: str, schema: dict, **extra) -> dict:
@@ -110,30 +137,48 @@ def _api(description: str, schema: dict, **extra) -> dict:
 
 @dataclass(frozen=True)
 class TangForm:
-    """A validated Tang form; its fields (and their metadata) are the API's ``PoemForm`` object."""
+    """A validated Tang form; its fields (and their metadata) are the API's ``PoemForm`` object.
+
+    ``rhyme`` and ``tones`` left None mean the kind's default (:data:`KIND_DEFAULTS`), which
+    :func:`textgen.forms.prepare_form` fills in; a TangForm built by hand with None has them off.
+    """
 
     kind: str = field(metadata=_api("Quatrain (4 verses) or regulated verse (8).", {"enum": list(VERSES)}))
     chars_per_line: int = field(metadata=_api("Chinese characters per verse.", {"enum": [5, 7]}))
     acrostic: str = field(default="", metadata=_api("The first character of each verse.", {"type": "string"}))
     title: str = field(default="", metadata=_api("Written first, as the poem's title line.", {"type": "string"}))
-    rhyme: bool = field(default=False, metadata=_api("The even verses end on one rhyme.", {"type": "boolean"}))
-    tones: bool | str = field(default=False, metadata=_api(
-        "Regulated tones (平仄): true (the pattern the first verse takes), or the pattern, 平起 or 仄起.",
-        {"anyOf": [{"type": "boolean"}, {"enum": list(PATTERNS)}]}))
+    rhyme: bool | None = field(default=None, metadata=_api(
+        "The even verses end on one rhyme group of `book` (default: true for jueju and lushi).",
+        {"type": ["boolean", "null"]}))
+    tones: bool | str | None = field(default=None, metadata=_api(
+        "Regulated tones (平仄) by `book`: true (the pattern the first verse takes), or the pattern, 平起 or 仄起; "
+        "by 平水韵 also no 孤平 and no 三平尾 (default: true for lushi, false for jueju).",
+        {"anyOf": [{"type": "boolean"}, {"enum": list(PATTERNS)}, {"type": "null"}]}))
     no_repeat: bool = field(default=False, metadata=_api(
         "No Chinese character twice in the poem (acrostic heads and keywords count).", {"type": "boolean"}))
     keywords: tuple[str, ...] = field(default=(), metadata=_api(
         "Words (one or more Chinese characters) that each appear in the poem, at most one a verse.",
         {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 8}))
+    book: str = field(default=DEFAULT_BOOK, metadata=_api(
+        "The rhyme book `rhyme` and `tones` follow: 平水韵 (the 106 groups of the Tang poets) or 中华新韵 "
+        "(modern Mandarin).", {"enum": list(BOOKS)}))
+    first_verse_rhymes: bool | None = field(default=None, metadata=_api(
+        "首句入韵: true, the first verse ends level in the rhyme group too; false, it does not; null, either "
+        "(the model chooses; under 中华新韵, false).", {"type": ["boolean", "null"]}))
 
     @property
     def verses(self) -> int:
         return VERSES[self.kind]
 
     @property
+    def fine_tones(self) -> bool:
+        """Whether ``tones`` adds 孤平 and 三平尾 (the book's rule)."""
+        return bool(self.tones) and rhyme_book(self.book).fine_tones
+
+    @property
     def lookahead(self) -> bool:
         """Whether a rule that needs :mod:`textgen.forms.lookahead` is on."""
-        return bool(self.tones or self.no_repeat or self.keywords)
+        return bool(self.tones or self.no_repeat or self.keywords or self.first_verse_rhymes is not None)
 
 
 class LayoutError(ValueError):
@@ -153,9 +198,11 @@ class TangConstraint(Constraint):
     def __init__(self, form: TangForm, tables: TangTables | None) -> None:
         self.form = form
         self.tables = tables
+        self.book = rhyme_book(form.book)
         self.verse = 0
         self.position = 0
-        self.rhyme_bits = (1 << len(GROUPS)) - 1  # the groups the even verses so far all share
+        #: per pattern, the groups the rhyme verses so far all share
+        self.rhyme_bits = [(1 << len(self.book.groups)) - 1] * PATTERN_COUNT
         self.plan = PoemPlan(form, tables) if form.lookahead else None
         self.patterns = self.plan.patterns if self.plan else 1
         self.used: set[str] = set()
@@ -163,13 +210,14 @@ class TangConstraint(Constraint):
         self.pending: tuple[str, ...] = tuple(form.keywords)
         self.keyword_verses: frozenset[int] = frozenset()
         self.counts = list(self.plan.counts) if self.plan else []
-        self.totals = [sum(self.counts[ts * CLASS_GROUPS:(ts + 1) * CLASS_GROUPS]) for ts in range(TONE_SETS)]
+        self.totals = list(self.plan.totals) if self.plan else []
         self.used_mask = torch.zeros_like(tables.han) if tables is not None and form.no_repeat else None
 
     def clone(self) -> TangConstraint:
         """An independent copy (the per-sample constraint made from a prepared template)."""
         other = copy.copy(self)
         other.used, other.counts, other.totals = set(self.used), list(self.counts), list(self.totals)
+        other.rhyme_bits = list(self.rhyme_bits)
         if self.used_mask is not None:
             other.used_mask = self.used_mask.clone()
         return other
@@ -178,6 +226,7 @@ class TangConstraint(Constraint):
         """A copy to try a character on (without the (V,) mask of used characters)."""
         other = copy.copy(self)
         other.used, other.counts, other.totals = set(self.used), list(self.counts), list(self.totals)
+        other.rhyme_bits = list(self.rhyme_bits)
         other.used_mask = None
         return other
 
@@ -193,8 +242,33 @@ class TangConstraint(Constraint):
             return COMMA if self.verse % 2 == 0 else PERIOD
         return NEWLINE
 
-    def _is_rhyme_slot(self) -> bool:
-        return self.form.rhyme and self.verse % 2 == 1 and self.position == self.form.chars_per_line - 1
+    def _is_rhyme_slot(self, pattern: int = 0) -> bool:
+        """Whether the next character ends a verse that rhymes under ``pattern``."""
+        return self.form.rhyme and self.position == self.form.chars_per_line - 1 and ends_level(pattern, self.verse)
+
+    def _feed_rhyme(self, char: str, where: str) -> None:
+        """Narrow each pattern's rhyme groups by a verse's last character (a pattern it breaks dies)."""
+        bits = self.book.rhyme_bits(char)
+        apart = self.verse == 0 and self.form.first_verse_rhymes is False
+        alive = 0
+        for p in range(PATTERN_COUNT):
+            if not self.patterns >> p & 1:
+                continue
+            if self._is_rhyme_slot(p):
+                kept = self.rhyme_bits[p] & bits
+            elif apart:
+                kept = self.rhyme_bits[p] & ~bits  # 首句不入韵: the rhyme is none of its groups
+            else:
+                kept = self.rhyme_bits[p]
+            if kept:
+                self.rhyme_bits[p] = kept
+                alive |= 1 << p
+        if not alive:
+            if apart:
+                raise LayoutError(f"{where}: {char!r} leaves no rhyme group apart from the first verse's")
+            raise LayoutError(f"{where}: {char!r} does not rhyme with the verses before it "
+                              f"(by {self.book.name})")
+        self.patterns = alive
 
     def slot_index(self) -> int:
         """The flat index (verse * chars_per_line + position) of the next Chinese character's slot."""
@@ -215,11 +289,8 @@ class TangConstraint(Constraint):
             if self.position == 0 and self.form.acrostic and char != self.form.acrostic[self.verse]:
                 raise LayoutError(f"{where}: expected the acrostic head {self.form.acrostic[self.verse]!r}, "
                                   f"got {char!r}")
-            if self._is_rhyme_slot():
-                group = rhyme_group(char)
-                if group < 0 or not self.rhyme_bits >> group & 1:
-                    raise LayoutError(f"{where}: {char!r} does not rhyme with the even verses before it")
-                self.rhyme_bits = 1 << group
+            if self.form.rhyme and self.position == self.form.chars_per_line - 1:
+                self._feed_rhyme(char, where)
             if self.plan is not None:
                 self._feed_rules(char, where)
             self.position += 1
@@ -242,21 +313,16 @@ class TangConstraint(Constraint):
             raise LayoutError(f"{where}: {char!r} is already in the poem (no_repeat)")
         if form.tones:
             alive = 0
-            for p in (0, 1):
-                required = required_tone(p, self.verse, self.position, form.chars_per_line)
-                if self.patterns >> p & 1 and fits(tones_of(char), required):
+            tones = self.book.tones_of(char)
+            for p in range(PATTERN_COUNT):
+                required = required_tone(p, self.verse, self.position, form.chars_per_line, form.fine_tones)
+                if self.patterns >> p & 1 and fits(tones, required):
                     alive |= 1 << p
             if not alive:
-                raise LayoutError(f"{where}: {char!r} does not fit the tonal pattern (平仄)")
+                rules = "平仄, 孤平, 三平尾" if form.fine_tones else "平仄"
+                raise LayoutError(f"{where}: {char!r} does not fit the tonal pattern ({rules}, by {self.book.name})")
             self.patterns = alive
-        if form.no_repeat and char not in self.used and char not in self.plan.special \
-                and self.tables is not None and self.tables.has_head(char):
-            k = char_class(char)
-            self.counts[k] -= 1
-            self.totals[k // CLASS_GROUPS] -= 1
-        self.used.add(char)
-        if self.used_mask is not None and char in self.tables.ids:
-            self.used_mask[self.tables.ids[char]] = True
+        self.feed_used(char)
         self.verse_text += char
         done = [w for w in self.pending if self.verse_text.endswith(w)]
         if done and self.verse in self.keyword_verses:
@@ -264,6 +330,17 @@ class TangConstraint(Constraint):
         if done:
             self.pending = tuple(w for w in self.pending if w not in done)
             self.keyword_verses |= {self.verse}
+
+    def feed_used(self, char: str) -> None:
+        """Count ``char`` as written in the poem (``no_repeat``'s bookkeeping: it is not written again)."""
+        if self.form.no_repeat and char not in self.used and char not in self.plan.special \
+                and self.tables is not None and self.tables.has_head(char):
+            for k in char_classes(self.book, char):
+                self.counts[k] -= 1
+            self.totals[self.book.tones_of(char)] -= 1
+        self.used.add(char)
+        if self.used_mask is not None and char in self.tables.ids:
+            self.used_mask[self.tables.ids[char]] = True
 
     # ----------------------------------------------------------------- the Constraint methods
     def allowed(self) -> Tensor | None:
@@ -278,7 +355,7 @@ class TangConstraint(Constraint):
         if self.plan is not None:
             return self._lookahead_mask()
         if self._is_rhyme_slot():
-            return tables.rhyme_mask(self.rhyme_bits)
+            return tables.rhyme_mask(self.rhyme_bits[0])
         return tables.han
 
     def feasible(self) -> bool:
@@ -290,20 +367,24 @@ class TangConstraint(Constraint):
         characters one by one)."""
         tables, form = self.tables, self.form
         combos = feasible_combos(self, generic=True)
-        if self._is_rhyme_slot():
-            bits = sum({1 << g for _, g in combos})
-            mask = tables.rhyme_mask(bits) if bits else torch.zeros_like(tables.han)
-            if form.tones:
-                mask = mask & tables.tone_masks[PING]
-        else:
-            mask = torch.zeros_like(tables.han)
-            for p in sorted({p for p, _ in combos}):
-                required = required_tone(p, self.verse, self.position, form.chars_per_line) if form.tones else 0
-                chars = tables.tone_masks[required] if required else tables.han
-                groups = [g for q, g in combos if q == p]
-                if form.no_repeat and len(groups) == 1 and groups[0] >= 0 and rhyme_margin(self, groups[0]) <= 0:
-                    chars = chars & ~rhyme_chars(tables, groups[0], bool(form.tones))
+        mask = torch.zeros_like(tables.han)
+        last = self.position == form.chars_per_line - 1
+        for p in sorted({p for p, _ in combos}):
+            groups = [g for q, g in combos if q == p]
+            if self._is_rhyme_slot(p):
+                chars = tables.rhyme_mask(sum(1 << g for g in groups))
+                if form.tones:
+                    chars = chars & tables.tone_masks[PING]
                 mask = mask | chars
+                continue
+            required = required_tone(p, self.verse, self.position, form.chars_per_line,
+                                     form.fine_tones) if form.tones else 0
+            chars = tables.tone_masks[required] if required else tables.han
+            if last and self.verse == 0 and form.rhyme and form.first_verse_rhymes is False:
+                chars = chars & ~torch.stack([tables.group_masks[g] for g in groups]).all(dim=0)
+            if form.no_repeat and len(groups) == 1 and groups[0] >= 0 and rhyme_margin(self, groups[0]) <= 0:
+                chars = chars & ~rhyme_chars(tables, groups[0], bool(form.tones))
+            mask = mask | chars
         mask = mask & ~self.plan.exclude
         if self.used_mask is not None:
             mask = mask & ~self.used_mask
