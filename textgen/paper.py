@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -58,7 +58,6 @@ INSTALL_HINT = ("pdflatex not found, so only {tex} was written: install LaTeX (D
 TEXT_BLOCK = "text"
 ABSTRACT_FROM = "remark"  # the abstract is written as this theorem-like environment's content, when it exists
 PIECE_RULES = Rules(sentences=True, sections=False)
-ABSTRACT_RULES = Rules(sentences=True, sections=False, labels=False)
 LABEL_PROMPT = "\\label{"
 
 
@@ -130,8 +129,12 @@ class Paper:
 class PaperWriter:
     """Samples the pieces of one paper, reporting progress on stderr."""
 
-    def __init__(self, loaded: LoadedModel, cfg: DictConfig) -> None:
-        self.loaded, self.cfg = loaded, cfg
+    def __init__(self, loaded: LoadedModel, cfg: DictConfig, rules: Rules = PIECE_RULES) -> None:
+        self.loaded, self.cfg, self.rules = loaded, cfg, rules
+        #: (block, the piece as written) for every piece, in order; and the model's own log-probability
+        #: of what it wrote (nats, before the form's masks)
+        self.written: list[tuple[str, str]] = []
+        self.logprob = 0.0
         tables, self._preamble = latex_tables(loaded.tokenizer, loaded.path)
         self.grammar = tables.grammar
         self.blocks, notes = resolve_blocks(list(cfg.blocks), self.grammar)
@@ -146,13 +149,15 @@ class PaperWriter:
         self.seed = cfg.seed
 
     def _sample(self, environment: str | None, prompt: str, context: str, max_chars: int,
-                stop: tuple[str, ...] = (), sentence: bool = True, rules: Rules = PIECE_RULES) -> tuple[str, str]:
+                stop: tuple[str, ...] = (), sentence: bool = True, rules: Rules | None = None) -> tuple[str, str]:
         """(echo, text) of one piece under the latex form after ``context``: about ``max_chars``
         characters, to the end of a sentence (``sentence``: the paper's rules) or cut at ``max_chars``."""
-        prepared = prepare_latex(self.loaded, environment, prompt, context, rules if sentence else Rules())
+        prepared = prepare_latex(self.loaded, environment, prompt, context,
+                                 (rules or self.rules) if sentence else Rules())
         budget = max_chars + int(self.cfg.sentence_chars) if sentence else max_chars
         params = SamplingParams(max_new_chars=budget, temperature=float(self.cfg.temperature),
-                                top_k=int(self.cfg.top_k), top_p=float(self.cfg.top_p), seed=self.seed, stop=stop)
+                                top_k=int(self.cfg.top_k), top_p=float(self.cfg.top_p), seed=self.seed, stop=stop,
+                                return_logprobs=True)
         if self.seed is not None:
             self.seed += 1
 
@@ -164,6 +169,8 @@ class PaperWriter:
 
         sample = generate(self.loaded, prepared.prompt, params, constraint=constraint)[0]
         self.chars += sample.generated_chars
+        self.logprob += sample.logprob or 0.0
+        self.written.append((environment or (TEXT_BLOCK if sentence else "title"), prepared.echo + sample.text))
         return prepared.echo, sample.text
 
     def _progress(self, what: str) -> None:
@@ -221,7 +228,7 @@ class PaperWriter:
         """A paragraph written as the content of a remark (the abstract has no environment of its own
         in the corpus), continuing the paper so that its labels stay unique."""
         environment = ABSTRACT_FROM if ABSTRACT_FROM in self._vocab_envs() else None
-        _, text = self._sample(environment, "", body, self.share, rules=ABSTRACT_RULES)
+        _, text = self._sample(environment, "", body, self.share, rules=replace(self.rules, labels=False))
         closing = f"\\end{{{environment}}}"
         return text[: -len(closing)].strip() if environment and text.endswith(closing) else text.strip()
 

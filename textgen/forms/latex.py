@@ -106,6 +106,12 @@ class Rules:
     """Sectioning commands may be written (the paper writes its own)."""
     labels: bool = True
     """``\\label`` may be written (not in an abstract)."""
+    resolved_refs: bool = True
+    """``\\ref`` completes only to labels already defined (off: only to measure what it costs)."""
+    known_cites: bool = True
+    """``\\cite`` completes only to the bibliography's keys (off: only to measure what it costs)."""
+    bounded_width: bool = True
+    """Formulas stay narrower than the estimate's limits (off: only to measure what it costs)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,8 @@ class LatexGrammar:
         self.min_env_letters = vocab.min_env_letters
         self.math_word_letters = vocab.math_word_letters
         self.min_title_letters = vocab.min_title_letters
+        self.script_pt = max((max(1, int(glyph_pt(ch) * SCRIPT_SHARE)) for ch in self.chars.get("script", ())), default=0)
+        """Room a one-character script needs (the widest, so that any of them fits)."""
         self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -253,6 +261,8 @@ class LatexGrammar:
         """The names a ``\\ref``/``\\cite`` argument may complete to while writing; None: free."""
         if not s.writing or s.kind not in ("ref", "cite"):
             return None
+        if not (s.rules.resolved_refs if s.kind == "ref" else s.rules.known_cites):
+            return None
         names = s.labels if s.kind == "ref" else self.cite_keys
         if not any(name.startswith(s.word) for name in names):
             return None  # a prompt began a name that exists nowhere: it is the prompt's
@@ -271,13 +281,13 @@ class LatexGrammar:
         """:func:`~textgen.forms.latex_vocab.command_pt`, and a command with arguments at least a
         letter wide (an argument is never empty), so a full formula opens none."""
         entry = self.commands.get(name)
-        if entry and entry["args"] and name not in NAME_ARGUMENTS and name not in TEXT_ARGUMENT_COMMANDS:
+        if entry and entry["args"] and name not in NAME_ARGUMENTS:
             return max(command_pt(name), WIDE_LETTER_PT)
         return command_pt(name)
 
     def room(self, s: LatexState) -> int:
         """Points the formula may still grow by while writing (capped at the widest glyph)."""
-        limit = self.formula_limit(s) if s.writing else None
+        limit = self.formula_limit(s) if s.writing and s.rules.bounded_width else None
         if limit is None:
             return WIDEST_GLYPH_PT
         return max(0, min(WIDEST_GLYPH_PT, limit - s.width))
@@ -373,9 +383,9 @@ class LatexGrammar:
 
     def _name_owed(self, s: LatexState, kind: str) -> int:
         """What writing a name command owes after its last letter: ``{``, the name, ``}``."""
-        if s.writing and kind == "ref":
+        if s.writing and kind == "ref" and s.rules.resolved_refs:
             return 2 + self.shortest_label(s)
-        if s.writing and kind == "cite":
+        if s.writing and kind == "cite" and s.rules.known_cites:
             return 2 + min(map(len, self.cite_keys))
         return 3  # "{x}" (a label needs one new character: two would need 60 labels)
 
@@ -386,9 +396,9 @@ class LatexGrammar:
     def _name_allowed(self, s: LatexState, name: str, entry: dict) -> bool:
         if not self.name_chars.get(NAME_ARGUMENTS[name]):
             return False
-        if s.writing and NAME_ARGUMENTS[name] == "ref" and not s.labels:
+        if s.writing and s.rules.resolved_refs and NAME_ARGUMENTS[name] == "ref" and not s.labels:
             return False  # nothing to refer to yet
-        if s.writing and NAME_ARGUMENTS[name] == "cite" and not self.cite_keys:
+        if s.writing and s.rules.known_cites and NAME_ARGUMENTS[name] == "cite" and not self.cite_keys:
             return False  # no bibliography
         top = s.top
         if name == "label":
@@ -421,8 +431,10 @@ class LatexGrammar:
         if mode == COMMENT:
             return 1
         if mode in (ESCAPE, WORD):
-            return min((len(name) - len(s.word) + owed for name, owed in self.names(s) if name.startswith(s.word)),
-                       default=_INF)
+            # a control word without arguments ends at a non-letter: when letters are owed next, a space first
+            spacer = 1 if len(s.stack) == 1 and s.stack[0].owed and not s.math else 0
+            return min((len(name) - len(s.word) + owed + (spacer if owed == 0 and name.isalpha() else 0)
+                        for name, owed in self.names(s) if name.startswith(s.word)), default=_INF)
         if mode == ENV_NAME:
             envs = [e for e in self.envs if e.startswith(s.word) and self.can_begin(s, e)]
             return min((len(e) - len(s.word) + 1 + self.env_cost(e) for e in envs), default=_INF)
@@ -439,8 +451,8 @@ class LatexGrammar:
             return 2
         if mode == DOLLAR_CLOSE:
             return -1
-        if mode == SCRIPT:
-            return 1 if self.chars.get("script") else 2
+        if mode == SCRIPT:  # one script character, or "{}" when none is left room for
+            return 1 if self.chars.get("script") and self.room(s) >= self.script_pt else 2
         return 2 * s.need  # NEED_ARG
 
     # ----------------------------------------------------------------- reading
@@ -492,7 +504,7 @@ class LatexGrammar:
         if s.mode == SCRIPT or any(f.kind == "script" for f in after.stack):
             added = max(1, int(added * SCRIPT_SHARE))
         width = after.width + added
-        if after.writing and width > limit:
+        if after.writing and after.rules.bounded_width and width > limit:
             return None
         return replace(after, width=width)
 
@@ -916,7 +928,7 @@ class LatexConstraint(Constraint):
             self.forced = True
         mask = self.tables.mask(self.state, self.remaining)
         state = self.state
-        if (self.remaining - closing <= self.word_chars and self._last in (" ", "\n") and state.mode == TEXT
+        if (0 < self.remaining - closing <= self.word_chars and not self._last.isalnum() and state.mode == TEXT
                 and not state.math):
             narrowed = mask & ~self.tables.word_starts
             if bool(narrowed.any()):

@@ -94,6 +94,8 @@ GLYPH_PT = {"letter": 6, "capital": 8, "digit": 5, "relation": 14, "binary": 13,
             "delimiter": 4, "space": 0, "other": 6}
 COMMAND_PT = {"arrow": 16, "long arrow": 26, "relation": 14, "binary": 13, "big operator": 16, "dots": 15,
               "greek": 7, "space": 4, "quad": 10, "qquad": 20, "zero": 0, "other": 9, "operator letter": 6}
+REFERENCE_PT = {"ref": 15, "eqref": 20, "pageref": 10, "cite": 35}
+"""What a reference prints ("1.2", "(1.2)", "[Ser55]") is as wide as this, about."""
 WIDEST_GLYPH_PT = 40
 """No one character or command is estimated wider (a long operator name is cut to it)."""
 SCRIPT_SHARE = 0.7  # a sub- or superscript's glyphs are this much narrower
@@ -136,7 +138,9 @@ def glyph_pt(ch: str) -> int:
 
 def command_pt(name: str) -> int:
     """Estimated width of a control sequence in a formula (its arguments are counted as written)."""
-    if name in ZERO_WIDTH or name in TEXT_ARGUMENT_COMMANDS or name in NAME_ARGUMENTS:
+    if name in NAME_ARGUMENTS:
+        return REFERENCE_PT.get(name, 0)
+    if name in ZERO_WIDTH or name in TEXT_ARGUMENT_COMMANDS:
         return 0
     if name.startswith("math") or name.startswith("operatorname"):
         return 0  # \mathcal{...}, \mathbf{...}: the argument is measured
