@@ -56,6 +56,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(openai_api.bp)
     app.register_blueprint(web.bp)
+    from server import paper_api  # the page's paper mode: its own module
+
+    app.register_blueprint(paper_api.bp)
     if settings.preload:
         state.registry.preload()
     return app
