@@ -75,6 +75,9 @@ _INF = 10**9
 _SLACK_CAP = 40  # no single character adds more to the closing than this
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 SENTENCE_ENDS = ".?!"
+NEUTRAL_CHARS = ")]'\"`{}~"  # after a sentence end, these do not begin another
+QUIET_COMMANDS = frozenset({"begin", "end", "item", "label", "noindent", "medskip", "smallskip", "bigskip", "par",
+                            "newline"}) | SECTIONING  # structure, not words: they open no sentence
 SPACED = -1  # LatexState.math_word after a word in math and a space
 WIDE_LETTER_PT = glyph_pt("M")
 
@@ -470,20 +473,34 @@ class LatexGrammar:
         return self._math_words(s, after, ch, formula)
 
     def _sentence(self, s: LatexState, after: LatexState, ch: str) -> LatexState:
-        """Whether a sentence is open after ``ch``: text opens one, ``.``/``?``/``!`` in text (or
-        directly in a display) ends it; a section title is no sentence."""
-        if s.mode not in (TEXT, DOLLAR) or after.mode != TEXT:
-            return after
+        """Whether a sentence is open after ``ch``: text, a formula (inline, or anything in a
+        display), a reference or a command that prints opens one; ``.``/``?``/``!`` in text directly in an environment (or directly in a
+        display) ends it; a section title is no sentence."""
         top = s.top
         if top is not None and top.kind == "brace" and top.flag:
             return after
-        inner = after.top
-        if ch in SENTENCE_ENDS and ((not after.math and after.at_env_level) or (inner.kind == "env" and inner.role == "display")
-                                    or (inner.kind == "math" and inner.name in ("$$", "\\["))):
-            return replace(after, open_sentence=False) if after.open_sentence else after
-        if ch.isalnum() and not after.math and not after.open_sentence:
-            return replace(after, open_sentence=True)
-        return after
+        open_ = after.open_sentence
+        if s.mode == NAME_ARG and ch == "}" and s.kind in ("ref", "cite"):
+            open_ = True
+        elif s.mode == WORD and after.mode != WORD and not s.math and s.word not in QUIET_COMMANDS:
+            open_ = True
+        elif s.mode == TEXT and ch == "$" and not s.math:
+            open_ = True
+        if after.mode == TEXT and s.mode in (TEXT, DOLLAR, WORD):
+            inner = after.top
+            if ch in SENTENCE_ENDS and ((not after.math and after.at_env_level)
+                                        or (inner.kind == "env" and inner.role == "display")
+                                        or (inner.kind == "math" and inner.name in ("$$", "\\["))):
+                open_ = False
+            elif not ch.isspace() and ch not in NEUTRAL_CHARS and (not after.math or self._displayed(after)):
+                open_ = True  # a display is part of its sentence: it ends with the period, or text follows
+        return after if open_ == after.open_sentence else replace(after, open_sentence=open_)
+
+    @staticmethod
+    def _displayed(s: LatexState) -> bool:
+        """Whether the formula being written is displayed (not inline)."""
+        outer = next((f for f in s.stack if f.math), None)
+        return outer is not None and not (outer.kind == "math" and outer.name in ("$", "\\("))
 
     def _measure(self, s: LatexState, after: LatexState, ch: str) -> LatexState | None:
         """``after`` with the width of the formula it writes (None when, writing, it gets too wide)."""
