@@ -10,8 +10,11 @@ text, pieces that do not end at a sentence end outside math, the references and 
 to (the environment of their label), seconds per paper, and the bits per character the model gives
 what it wrote (its own log-probabilities, before the form's masks).  ``--ablate-seeds`` writes
 those seeds again with each new rule off in turn (:class:`textgen.forms.latex.Rules`): the
-difference in bits per character is what the rule costs the model.  ``--images`` renders pages 1
-and 2 of the first paper with pdftoppm.
+difference in bits per character is what the rule costs the model.  ``--rule-costs N`` measures the
+same more cheaply: after the body of the first seed's paper, N pieces of each kind the rule acts on
+(a paragraph for references, citations and sentence ends, an ``equation`` for widths), sampled as
+the paper samples them (same share, same temperature, same seeds) with the rule on and off.
+``--images`` renders pages 1 and 2 of the first paper with pdftoppm.
 """
 
 from __future__ import annotations
@@ -129,6 +132,41 @@ def summarize(rows: list[dict]) -> dict:
             "bpc_mean": round(statistics.fmean(r["bpc"] for r in rows), 4), **total}
 
 
+RULE_PIECES = {"resolved_refs": None, "known_cites": None, "bounded_width": "equation", "sentences": None}
+
+
+def rule_costs(loaded, cfg, context: str, n: int) -> dict:
+    """bpc of N pieces after ``context`` with each rule on and off (what the rule costs the model)."""
+    from textgen.forms import prepare_latex
+    from textgen.sampling import SamplingParams, generate
+
+    share = max(int(cfg.min_block_chars), int(cfg.max_chars) // (int(cfg.sections) * (1 + len(cfg.blocks))))  # PaperWriter's
+    costs = {}
+    for rule, environment in RULE_PIECES.items():
+        row = {"rule": ABLATIONS[rule], "piece": environment or "text", "n": n, "share_chars": share}
+        for label, rules in (("on", PIECE_RULES), ("off", replace(PIECE_RULES, **{rule: False}))):
+            prepared = prepare_latex(loaded, environment, "\\label{" if environment else "", context, rules)
+
+            def constraint(index: int, prepared=prepared):
+                form = prepared.new_constraint()
+                form.close_after_sentence(share, int(cfg.word_chars))
+                return form
+            params = SamplingParams(n=n, seed=1, temperature=float(cfg.temperature), return_logprobs=True,
+                                    max_new_chars=share + int(cfg.sentence_chars))
+            started = time.perf_counter()
+            got = generate(loaded, prepared.prompt, params, constraint=constraint)
+            chars = sum(g.generated_chars for g in got)
+            row[f"bpc_{label}"] = round(-sum(g.logprob for g in got) / max(chars, 1) / math.log(2), 4)
+            row[f"chars_{label}"] = chars
+            row[f"seconds_{label}"] = round(time.perf_counter() - started, 1)
+            row[f"refs_{label}"] = sum(len(REF.findall(g.text)) for g in got)
+            row[f"cites_{label}"] = sum(g.text.count("\\cite{") for g in got)
+        row["cost_bpc"] = round(row["bpc_on"] - row["bpc_off"], 4)
+        costs[rule] = row
+        print(f"{rule}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    return costs
+
+
 def render_pages(pdf: bytes, folder: Path, stem: str) -> list[str]:
     names = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +185,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="checkpoints/stacks-gru")
     parser.add_argument("--seeds", default="1-20", help="first-last")
     parser.add_argument("--ablate-seeds", default="", help="first-last: also write these with each rule off")
+    parser.add_argument("--rule-costs", type=int, default=0, help="pieces per rule and setting (0: none)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
@@ -159,9 +198,10 @@ def main() -> int:
     values = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "paper.yaml"))
     cfg = OmegaConf.create({**{k: v for k, v in values.items() if k not in ("defaults", "hydra")},
                             "checkpoint": args.checkpoint})
-    rows, images = [], []
+    rows, images, first_body = [], [], None
     for seed in parse_seeds(args.seeds):
         row, paper, result = one_paper(loaded, cfg, seed, PIECE_RULES, args.timeout)
+        first_body = first_body or paper.body
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
         if args.images and not images and result.pdf:
@@ -169,6 +209,8 @@ def main() -> int:
             images = render_pages(result.pdf, args.images, f"paper-{loaded.name}-seed{seed}")
     report = {"checkpoint": args.checkpoint, "command": "python benchmarks/paper_report.py " + " ".join(sys.argv[1:]),
               "torch_threads": args.threads, "summary": summarize(rows), "papers": rows, "images": images}
+    if args.rule_costs:
+        report["rule_costs"] = rule_costs(loaded, cfg, first_body, args.rule_costs)
     if args.ablate_seeds:
         seeds = parse_seeds(args.ablate_seeds)
         base = [r for r in rows if r["seed"] in seeds]
