@@ -119,6 +119,20 @@ def one_paper(loaded, cfg, seed: int, rules, timeout: float) -> tuple:
             "cites": len(paper.citations)}, paper, result
 
 
+_WORKER: dict = {}
+
+
+def _start_worker(checkpoint: str, cfg: dict, threads: int, timeout: float) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(loaded=load_export(checkpoint), cfg=OmegaConf.create(cfg), timeout=timeout)
+
+
+def _worker_paper(seed: int) -> tuple[dict, bytes | None]:
+    row, _, result = one_paper(_WORKER["loaded"], _WORKER["cfg"], seed, PIECE_RULES, _WORKER["timeout"])
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row, result.pdf
+
+
 def summarize(rows: list[dict]) -> dict:
     total = {k: sum(r[k] for r in rows) for k in ("undefined_refs", "undefined_cites", "bibtex_missing", "overfull",
                                                    "overfull_over_10pt", "empty_sections", "pieces",
@@ -186,7 +200,10 @@ def main() -> int:
     parser.add_argument("--seeds", default="1-20", help="first-last")
     parser.add_argument("--ablate-seeds", default="", help="first-last: also write these with each rule off")
     parser.add_argument("--rule-costs", type=int, default=0, help="pieces per rule and setting (0: none)")
+    parser.add_argument("--context", type=Path, default=None,
+                        help="for --rule-costs: a paper.tex whose body the pieces follow (default: the first paper's)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="papers written at once, one process each")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
     parser.add_argument("--images", type=Path, default=None, help="folder for pages 1 and 2 of the first paper")
@@ -199,7 +216,24 @@ def main() -> int:
     cfg = OmegaConf.create({**{k: v for k, v in values.items() if k not in ("defaults", "hydra")},
                             "checkpoint": args.checkpoint})
     rows, images, first_body = [], [], None
-    for seed in parse_seeds(args.seeds):
+    if args.context:
+        document = args.context.read_text(encoding="utf-8")
+        first_body = document[document.index("\\maketitle") + len("\\maketitle"):].split("\\bibliographystyle")[0]
+        first_body = first_body.replace("\\end{document}", "").strip() + "\n\n"
+    seeds = parse_seeds(args.seeds) if args.seeds else []
+    if args.jobs > 1 and seeds:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, initializer=_start_worker,
+                                 initargs=(args.checkpoint, OmegaConf.to_container(cfg), args.threads,
+                                           args.timeout)) as pool:
+            done = list(pool.map(_worker_paper, seeds))
+        rows = [row for row, _ in done]
+        if args.images and done[0][1]:
+            args.images.mkdir(parents=True, exist_ok=True)
+            images = render_pages(done[0][1], args.images, f"paper-{loaded.name}-seed{seeds[0]}")
+        seeds = []  # written
+    for seed in seeds:
         row, paper, result = one_paper(loaded, cfg, seed, PIECE_RULES, args.timeout)
         first_body = first_body or paper.body
         rows.append(row)
@@ -208,7 +242,8 @@ def main() -> int:
             args.images.mkdir(parents=True, exist_ok=True)
             images = render_pages(result.pdf, args.images, f"paper-{loaded.name}-seed{seed}")
     report = {"checkpoint": args.checkpoint, "command": "python benchmarks/paper_report.py " + " ".join(sys.argv[1:]),
-              "torch_threads": args.threads, "summary": summarize(rows), "papers": rows, "images": images}
+              "torch_threads": args.threads, "jobs": args.jobs, "summary": summarize(rows) if rows else None, "papers": rows,
+              "images": images}
     if args.rule_costs:
         report["rule_costs"] = rule_costs(loaded, cfg, first_body, args.rule_costs)
     if args.ablate_seeds:
