@@ -109,8 +109,6 @@ def _components(settings: ServerSettings, model_names: list[str] | None) -> dict
 
 def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -> dict[str, Any]:
     """The description of a server with these settings (and these models, given as examples)."""
-    from server.paper_api import OPENAPI as paper_route
-
     components = _components(settings, model_names)
     body = {"required": True, "content": _json("GenerateRequest")}
     return {
@@ -152,7 +150,6 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None) -
                 "summary": "OpenAI-compatible completions (tokens are characters)", "operationId": "createCompletion",
                 "requestBody": {"required": True, "content": _json("CompletionRequest")},
                 "responses": {"200": COMPLETIONS_OK, **OPENAI_ERRORS}}},
-            "/v1/paper": paper_route,
             "/metrics": {"get": {
                 "summary": "Prometheus metrics", "operationId": "metrics",
                 "responses": {"200": {"description": "Prometheus text format.",

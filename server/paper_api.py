@@ -110,4 +110,6 @@ OPENAPI = {"post": {
                        "seed": {"type": ["integer", "null"]}}}}}},
     "responses": {"200": {"description": "title, abstract, body, document, bib, references, pdf (base64 or null), "
                                          "pages, chars, seconds"}}}}
-"""The route's entry in ``/openapi.json``."""
+"""The route's OpenAPI entry, kept beside the route.  Not yet in ``/openapi.json``: the contract
+tests pin its paths and fuzz every described route with schemathesis (which would write papers),
+and ``server/openapi.py`` is being moved to route metadata next to routes; this dict is ready for that."""
