@@ -80,6 +80,7 @@ QUIET_COMMANDS = frozenset({"begin", "end", "item", "label", "noindent", "medski
                             "newline"}) | SECTIONING  # structure, not words: they open no sentence
 SPACED = -1  # LatexState.math_word after a word in math and a space
 WIDE_LETTER_PT = glyph_pt("M")
+COLUMN_GAP_PT = command_pt("quad")  # two \arraycolsep (5 pt each) between a matrix's columns
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class LatexState:
         return (self.mode, self.word, self.matched, self.top, self.sup, self.sub, self.script, self.blank,
                 self.after_cs, self.proof_ok, self.closed_math, self.need, self.kind, not self.stack, depth,
                 self.math_word, owed, self.writing, self.rules, self.vocab.sentence_open(self),
-                self.vocab.room(self), self.vocab.shortest_label(self))
+                self.vocab.room(self), self.vocab.shortest_label(self), self.vocab.scripted(self))
 
     @property
     def at_env_level(self) -> bool:
@@ -288,6 +289,11 @@ class LatexGrammar:
             return max(command_pt(name), WIDE_LETTER_PT)
         return command_pt(name)
 
+    @staticmethod
+    def scripted(s: LatexState) -> bool:
+        """Whether what is written now is a sub- or superscript (narrower), however deep in it."""
+        return s.mode == SCRIPT or any(f.kind == "script" for f in s.stack)
+
     def room(self, s: LatexState) -> int:
         """Points the formula may still grow by while writing (capped at the widest glyph)."""
         limit = self.formula_limit(s) if s.writing and s.rules.bounded_width else None
@@ -328,7 +334,8 @@ class LatexGrammar:
     def names(self, s: LatexState) -> tuple[tuple[str, int], ...]:
         """(name, what writing it owes after its last letter) for every control sequence allowed here."""
         depth = sum(1 for f in s.stack if f.role == "list")
-        key = (s.top, s.script, s.math, not s.stack, depth, s.proof_ok, s.writing, s.rules, self.sentence_open(s), self.room(s), self.shortest_label(s), self.formula_limit(s) is None)
+        key = (s.top, s.script, s.math, not s.stack, depth, s.proof_ok, s.writing, s.rules, self.sentence_open(s), self.room(s), self.shortest_label(s), self.formula_limit(s) is None,
+               self.scripted(s))
         cached = self._names_cache.get(key)
         if cached is None:
             cached = tuple(sorted(self._names(s)))
@@ -516,9 +523,11 @@ class LatexGrammar:
             added += command_pt(ch)
         if after.mode == TEXT and ch not in "{}$\\^_&" and (s.mode in (TEXT, DOLLAR, SCRIPT) or s.mode == WORD):
             added += glyph_pt(ch) if after.math or ch != " " else glyph_pt("a") // 2
+        if ch == "&" and s.mode == TEXT and after.top is not None and after.top.role == "inner":
+            added += COLUMN_GAP_PT  # a matrix column: the gap between columns
         if not added:
             return after
-        if s.mode == SCRIPT or any(f.kind == "script" for f in after.stack):
+        if s.mode == SCRIPT or self.scripted(after):
             added = max(1, int(added * SCRIPT_SHARE))
         width = after.width + added
         if after.writing and after.rules.bounded_width and width > limit:
