@@ -11,7 +11,7 @@ training command is in ``metrics.json``), stored in ``--dtype`` if given (``floa
 stored, ``"shipped": true`` (so that training never writes over it), and, when renamed,
 ``shipped_from``; ``config.json`` lists the pieces that never occur in
 the corpus's train split (counted now for exports older than that field), which sampling masks;
-a LaTeX export's ``preamble.tex`` and ``latex.json`` are carried over unchanged.
+a LaTeX export's ``preamble.tex``, ``latex.json`` and ``bibliography.bib`` are carried over unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from textgen.data.corpus import CorpusConfig, load_corpus
 from textgen.data.tokens import absent_pieces
 from textgen.evaluation import evaluate_text
 from textgen.export import DTYPES, SHIPPED, TRAINING, WEIGHTS, export_model, load_export, read_metrics
+from textgen.forms.bibliography import BIBLIOGRAPHY_FILE
 from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE
 
 FIRST_CHARS = 20_000
@@ -77,7 +78,7 @@ def main() -> None:
     training = (args.export / TRAINING).read_text(encoding="utf-8")
     # A LaTeX export's preamble and vocabulary go with it: the latex form cannot run without them.
     extras = {file: (args.export / file).read_text(encoding="utf-8")
-              for file in (PREAMBLE_FILE, VOCABULARY_FILE) if (args.export / file).is_file()}
+              for file in (PREAMBLE_FILE, VOCABULARY_FILE, BIBLIOGRAPHY_FILE) if (args.export / file).is_file()}
     dest = export_model(
         args.checkpoints / name, loaded.model, loaded.tokenizer, name=name, corpus=loaded.info.corpus,
         context_chars=loaded.info.context_chars, target_chars=loaded.info.target_chars,

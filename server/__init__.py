@@ -64,6 +64,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(chat_api.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(revise.bp)
+    from server import paper_api  # the page's paper mode: its own module
+
+    app.register_blueprint(paper_api.bp)
     if settings.preload:
         state.registry.preload()
     return app

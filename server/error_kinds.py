@@ -51,6 +51,9 @@ class ErrorKind(Enum):
     KEY_RATE_LIMIT = ErrorSpec(429, "too_many_requests", "This API key made more requests in the last minute "
                                                          "than the server's `auth.requests_per_minute`.",
                                openai_type="rate_limit_error", openai_code="rate_limit_exceeded", retry_after=True)
+    PAPER_BUSY = ErrorSpec(429, "too_many_requests", "A paper is being written: the server writes one at a time.",
+                           openai_type="rate_limit_error", openai_code="rate_limit_exceeded", retry_after=True)
+    PAPER_FAILED = ErrorSpec(500, "internal_error", "pdflatex failed on the written paper.", openai_type="server_error")
     INTERNAL = ErrorSpec(500, "internal_error", "An unexpected error (details are in the server log).",
                          openai_type="server_error")
     GENERATION_FAILED = ErrorSpec(500, "internal_error", "Generation failed unexpectedly (details are in the "

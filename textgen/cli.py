@@ -49,18 +49,22 @@ SAMPLING_NODE = "sampling"
 """The config node of the sampler's options (``defaults: [sampling, _self_]`` in sample.yaml, paper.yaml)."""
 
 
-def store_sampling_options() -> None:
-    """Register the ``sampling`` config: every :class:`textgen.sampling.SamplingParams` field at its
-    default, so that the script's options are the dataclass's and no YAML repeats a default."""
+def sampling_defaults() -> dict:
+    """Every :class:`textgen.sampling.SamplingParams` field at its default (the ``sampling`` node)."""
     from dataclasses import fields
-
-    from hydra.core.config_store import ConfigStore
 
     from textgen.sampling import SamplingParams
 
-    node = {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    return {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
             for spec in fields(SamplingParams)}
-    ConfigStore.instance().store(name=SAMPLING_NODE, node=node)
+
+
+def store_sampling_options() -> None:
+    """Register the ``sampling`` config: every :class:`textgen.sampling.SamplingParams` field at its
+    default, so that the script's options are the dataclass's and no YAML repeats a default."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SAMPLING_NODE, node=sampling_defaults())
 
 
 def hydra_command(config_name: str, run: Callable[[DictConfig], int]) -> Callable[[], None]:

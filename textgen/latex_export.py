@@ -1,37 +1,55 @@
-"""Give an export trained on LaTeX its ``latex.json`` and ``preamble.tex`` (weights untouched).
+"""Give an export trained on LaTeX its ``latex.json``, ``preamble.tex`` and ``bibliography.bib``
+(weights untouched).
 
 ``python -m textgen.latex_export checkpoints/stacks-gru --corpus train.txt --preamble preamble.tex``
 builds the vocabulary of :mod:`textgen.forms.latex_vocab` from the corpus the export was trained
-on, checks it with pdflatex when installed, and writes both files into the export folder.  New
-exports of a corpus with ``data.preamble`` get them at training time.
+on, checks it with pdflatex when installed, and writes both files into the export folder.
+``--bibliography my.bib`` (alone, or with them) copies the corpus' BibTeX file in, checked to hold
+entries: ``\\cite`` then completes only to its keys.  New exports of a corpus with ``data.preamble``
+(and ``data.bibliography``) get them at training time.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from textgen.atomic import atomic_write_text
+from textgen.forms.bibliography import BIBLIOGRAPHY_FILE, bib_entries
 from textgen.forms.latex_vocab import build_checked, write_latex_files
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m textgen.latex_export EXPORT --corpus FILE --preamble FILE``: give an existing
-    export (one trained before exports carried them) its ``latex.json`` and ``preamble.tex``."""
+    """``python -m textgen.latex_export EXPORT [--corpus FILE --preamble FILE] [--bibliography FILE]``:
+    give an existing export (one trained before exports carried them) its LaTeX files."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m textgen.latex_export", description=main.__doc__)
     parser.add_argument("export", type=Path, help="export folder (its weights are not touched)")
-    parser.add_argument("--corpus", type=Path, required=True, help="the LaTeX text it was trained on")
-    parser.add_argument("--preamble", type=Path, required=True, help="the preamble that text compiles with")
+    parser.add_argument("--corpus", type=Path, help="the LaTeX text it was trained on")
+    parser.add_argument("--preamble", type=Path, help="the preamble that text compiles with")
+    parser.add_argument("--bibliography", type=Path, help="the BibTeX file the text cites")
     args = parser.parse_args(argv)
     if not (args.export / "config.json").is_file():
         parser.error(f"{args.export} is not an export folder")
-    preamble = args.preamble.read_text(encoding="utf-8")
-    vocab = build_checked(args.corpus.read_text(encoding="utf-8"), preamble,
-                          source={"corpus": args.corpus.name, "preamble": args.preamble.name})
-    write_latex_files(args.export, vocab, preamble)
-    print(f"{args.export}: {len(vocab.commands)} commands, {len(vocab.environments)} environments, "
-          f"{'checked with pdflatex' if vocab.verified else 'NOT checked (no pdflatex)'}; "
-          f"dropped: {', '.join(vocab.source.get('dropped_by_pdflatex', [])) or 'nothing'}")
+    if (args.corpus is None) != (args.preamble is None):
+        parser.error("--corpus and --preamble go together")
+    if args.corpus is None and args.bibliography is None:
+        parser.error("nothing to add: give --corpus and --preamble, or --bibliography, or all three")
+    if args.bibliography is not None:
+        text = args.bibliography.read_text(encoding="utf-8")
+        entries = bib_entries(text)
+        if not entries:
+            parser.error(f"{args.bibliography} holds no BibTeX entry")
+        atomic_write_text(args.export / BIBLIOGRAPHY_FILE, text)
+        print(f"{args.export}: {BIBLIOGRAPHY_FILE} with {len(entries)} entries")
+    if args.corpus is not None:
+        preamble = args.preamble.read_text(encoding="utf-8")
+        vocab = build_checked(args.corpus.read_text(encoding="utf-8"), preamble,
+                              source={"corpus": args.corpus.name, "preamble": args.preamble.name})
+        write_latex_files(args.export, vocab, preamble)
+        print(f"{args.export}: {len(vocab.commands)} commands, {len(vocab.environments)} environments, "
+              f"{'checked with pdflatex' if vocab.verified else 'NOT checked (no pdflatex)'}; "
+              f"dropped: {', '.join(vocab.source.get('dropped_by_pdflatex', [])) or 'nothing'}")
     return 0
 
 

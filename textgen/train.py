@@ -336,9 +336,10 @@ def untrained_pieces(start: RunStart) -> list[int]:
 
 
 def latex_files(cfg: DictConfig, start: RunStart) -> dict[str, str]:
-    """For a LaTeX corpus (``data.preamble`` set): the preamble and the LaTeX vocabulary of the
-    training text, checked with pdflatex when it is installed; {} for any other corpus."""
-    from textgen.data.corpus import CorpusConfig, find_preamble, load_corpus
+    """For a LaTeX corpus (``data.preamble`` set): the preamble, the bibliography (``data.bibliography``)
+    and the LaTeX vocabulary of the training text, checked with pdflatex when it is installed; {} for any other corpus."""
+    from textgen.data.corpus import CorpusConfig, find_bibliography, find_preamble, load_corpus
+    from textgen.forms.bibliography import BIBLIOGRAPHY_FILE
     from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, build_checked
 
     config = CorpusConfig.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
@@ -350,7 +351,11 @@ def latex_files(cfg: DictConfig, start: RunStart) -> dict[str, str]:
                                                                       "preamble": preamble_path.name})
     log.info("LaTeX vocabulary: %d commands, %d environments (%s)", len(vocab.commands), len(vocab.environments),
              "checked with pdflatex" if vocab.verified else "not checked: no pdflatex")
-    return {PREAMBLE_FILE: preamble, VOCABULARY_FILE: vocab.to_json()}
+    files = {PREAMBLE_FILE: preamble, VOCABULARY_FILE: vocab.to_json()}
+    bibliography = find_bibliography(config)
+    if bibliography is not None:
+        files[BIBLIOGRAPHY_FILE] = bibliography.read_text(encoding="utf-8")
+    return files
 
 
 def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[str, Any],

@@ -77,6 +77,9 @@ class CorpusConfig:
     """For a LaTeX corpus: the preamble its text compiles with (a file; relative paths are looked up
     in ``data_dir`` and beside the downloaded corpus).  Exports then carry it and the corpus'
     LaTeX vocabulary, which the ``latex`` form needs (:mod:`textgen.forms.latex_vocab`)."""
+    bibliography: str | None = None
+    """For a LaTeX corpus: its BibTeX file (looked up as ``preamble`` is).  Exports carry it; the
+    ``latex`` form's ``\\cite`` completes only to its keys (:mod:`textgen.forms.bibliography`)."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CorpusConfig:
@@ -418,7 +421,18 @@ def _open_registered(config: CorpusConfig) -> CorpusReader:
 
 
 def find_preamble(config: CorpusConfig | Mapping[str, Any]) -> Path | None:
-    """The preamble file of a LaTeX corpus (``data.preamble``), or None when it names none.
+    """The preamble file of a LaTeX corpus (``data.preamble``), or None when it names none
+    (see :func:`find_corpus_file`)."""
+    return find_corpus_file(config, "preamble")
+
+
+def find_bibliography(config: CorpusConfig | Mapping[str, Any]) -> Path | None:
+    """The BibTeX file of a LaTeX corpus (``data.bibliography``), or None when it names none."""
+    return find_corpus_file(config, "bibliography")
+
+
+def find_corpus_file(config: CorpusConfig | Mapping[str, Any], key: str) -> Path | None:
+    """The file a LaTeX corpus' ``data.<key>`` names (``preamble``, ``bibliography``), or None.
 
     A relative name is looked up in ``data_dir`` (``TEXTGEN_DATA_DIR``), then beside the
     downloaded corpus in ``cache_dir`` (where :func:`textgen.data.prepare.prepare_corpus` copies a
@@ -426,9 +440,10 @@ def find_preamble(config: CorpusConfig | Mapping[str, Any]) -> Path | None:
     """
     if not isinstance(config, CorpusConfig):
         config = CorpusConfig.from_mapping(config)
-    if not config.preamble:
+    value = getattr(config, key)
+    if not value:
         return None
-    name = Path(config.preamble).expanduser()
+    name = Path(value).expanduser()
     candidates = [name]
     if not name.is_absolute():
         data_dir = config.data_dir or os.environ.get("TEXTGEN_DATA_DIR")
@@ -439,5 +454,5 @@ def find_preamble(config: CorpusConfig | Mapping[str, Any]) -> Path | None:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise CorpusError(f"corpus {config.name!r}: data.preamble={config.preamble!r} not found "
+    raise CorpusError(f"corpus {config.name!r}: data.{key}={value!r} not found "
                       f"(looked in {', '.join(str(c) for c in candidates)})")

@@ -36,7 +36,7 @@ from typing import Any
 
 from textgen.export import LoadedModel
 from textgen.forms.books import BOOKS, DEFAULT_BOOK, rhyme_book
-from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, is_balanced, latex_tables
+from textgen.forms.latex import ENV_NAME, LatexConstraint, LatexGrammar, Rules, is_balanced, latex_tables
 from textgen.forms.latex_vocab import PROOF_ENVS
 from textgen.forms.lookahead import PoemPlan
 from textgen.forms.rhyme import GROUPS, rhyme_group
@@ -359,7 +359,8 @@ def _prepare_tang(kind: str, form: Mapping, loaded: LoadedModel, prompt: str) ->
 
 
 # --------------------------------------------------------------------------- LaTeX
-def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str, context: str = "") -> PreparedForm:
+def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str, context: str = "",
+                   rules: Rules = Rules()) -> PreparedForm:
     environment = form.get("environment")
     if environment is not None and (not isinstance(environment, str) or not ENV_NAME.match(environment)):
         raise FormError("form.environment", "`form.environment` must be null or a LaTeX environment name "
@@ -371,9 +372,11 @@ def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str, context: str
                                      "add them with python -m textgen.latex_export)")
     tables, preamble = found
     grammar, vocab = tables.grammar, tables.grammar.vocab
-    start = grammar.start(proof_ok=environment in PROOF_ENVS and not context)
+    start = grammar.start(proof_ok=environment in PROOF_ENVS and not context, rules=rules)
     if context:
         start = start.read(context)
+        if start is not None:
+            start = dataclasses.replace(start, open_sentence=False)  # the piece's own sentences count
         if start is None or start.closing():
             raise FormError("context", "the context must be complete LaTeX of the model's vocabulary")
     if environment is not None and not grammar.can_begin(start, environment):
@@ -391,20 +394,22 @@ def _prepare_latex(form: Mapping, loaded: LoadedModel, prompt: str, context: str
         state = following
     if environment and (not state.stack or state.stack[0].name != environment):
         raise FormError("prompt", f"the prompt already closes \\begin{{{environment}}}")
+    state = dataclasses.replace(state, writing=True)  # from here the model writes: refs, cites, widths bound
     spec = LatexForm(environment, grammar=grammar, preamble=preamble)
     fed = opening + prompt
     return PreparedForm(context + fed, lambda: LatexConstraint(state, tables, environment), spec, echo=fed)
 
 
 def prepare_latex(loaded: LoadedModel, environment: str | None = None, prompt: str = "",
-                  context: str = "") -> PreparedForm:
+                  context: str = "", rules: Rules = Rules()) -> PreparedForm:
     """The ``latex`` form for the next piece of a longer document.
 
     ``context`` is the document so far (complete LaTeX the form itself wrote): the model reads it
     before the opening, and the piece continues it -- its labels are taken, a proof may follow the
-    theorem it ends with.  It is not part of ``echo``.
+    theorem it ends with.  It is not part of ``echo``.  ``rules``: what a longer document adds
+    (:class:`textgen.forms.latex.Rules`).
     """
-    return _prepare_latex({"kind": "latex", "environment": environment}, loaded, prompt, context)
+    return _prepare_latex({"kind": "latex", "environment": environment}, loaded, prompt, context, rules)
 
 
 # --------------------------------------------------------------------------- checking

@@ -50,11 +50,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from textgen.forms.bibliography import bib_entries, read_bibliography
 from textgen.forms.latex_vocab import (
     NAME_ARGUMENTS,
+    SCRIPT_SHARE,
     SECTIONING,
     TEXT_ARGUMENT_COMMANDS,
+    WIDEST_GLYPH_PT,
     Vocabulary,
+    command_pt,
+    glyph_pt,
     read_latex_files,
 )
 from textgen.sampling import Constraint
@@ -70,7 +75,12 @@ _INF = 10**9
 _SLACK_CAP = 40  # no single character adds more to the closing than this
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 SENTENCE_ENDS = ".?!"
+NEUTRAL_CHARS = ")]'\"`{}~"  # after a sentence end, these do not begin another
+QUIET_COMMANDS = frozenset({"begin", "end", "item", "label", "noindent", "medskip", "smallskip", "bigskip", "par",
+                            "newline"}) | SECTIONING  # structure, not words: they open no sentence
 SPACED = -1  # LatexState.math_word after a word in math and a space
+WIDE_LETTER_PT = glyph_pt("M")
+COLUMN_GAP_PT = command_pt("quad")  # two \arraycolsep (5 pt each) between a matrix's columns
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,25 @@ class Frame:
     after: int = 0  # arguments still owed after this one
     saved: tuple[int, int] = (FREE, FREE)  # script group: the base's scripts after it closes
     owed: int = 0  # theorem, proof, section title: letters of text it must still hold (anywhere in it) before it ends
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Rules a longer document (:mod:`textgen.paper`) adds to the form, for its pieces."""
+
+    sentences: bool = False
+    """The text ends only at a sentence end (``.``, ``?``, ``!``) outside math, so the closing
+    sequence of a cut sentence ends it first; a theorem or proof never ends mid-sentence."""
+    sections: bool = True
+    """Sectioning commands may be written (the paper writes its own)."""
+    labels: bool = True
+    """``\\label`` may be written (not in an abstract)."""
+    resolved_refs: bool = True
+    """``\\ref`` completes only to labels already defined (off: only to measure what it costs)."""
+    known_cites: bool = True
+    """``\\cite`` completes only to the bibliography's keys (off: only to measure what it costs)."""
+    bounded_width: bool = True
+    """Formulas stay narrower than the estimate's limits (off: only to measure what it costs)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +139,10 @@ class LatexState:
     kind: str = ""  # NAME_ARG: "label" | "ref" | "cite"
     labels: frozenset[str] = frozenset()
     math_word: int = 0  # math: letters of the word just written (capped), or SPACED after it and a space
+    writing: bool = False  # the model writes (not a prompt being read): references, citations, widths bound
+    rules: Rules = Rules()
+    open_sentence: bool = False  # text was written since the last sentence end
+    width: int = 0  # estimated points of the formula (or display row) being written; 0 outside math
 
     # ----------------------------------------------------------------- what is open
     @property
@@ -127,7 +160,8 @@ class LatexState:
         owed = self.stack[0].owed if self.stack else 0
         return (self.mode, self.word, self.matched, self.top, self.sup, self.sub, self.script, self.blank,
                 self.after_cs, self.proof_ok, self.closed_math, self.need, self.kind, not self.stack, depth,
-                self.math_word, owed)
+                self.math_word, owed, self.writing, self.rules, self.vocab.sentence_open(self),
+                self.vocab.room(self), self.vocab.shortest_label(self), self.vocab.scripted(self))
 
     @property
     def at_env_level(self) -> bool:
@@ -171,7 +205,7 @@ class LatexState:
     # ----------------------------------------------------------------- closing
     def closing(self) -> int:
         """Length of the shortest text that leaves nothing open (0: the text may end here)."""
-        return self.cost + self.vocab.local_closing(self)
+        return self.cost + self.vocab.local_closing(self) + self.vocab.sentence_open(self)
 
     # ----------------------------------------------------------------- reading
     def step(self, ch: str) -> LatexState | None:
@@ -190,17 +224,25 @@ class LatexState:
 class LatexGrammar:
     """The rules of :mod:`textgen.forms.latex` over one vocabulary (stateless; shared)."""
 
-    def __init__(self, vocab: Vocabulary) -> None:
+    def __init__(self, vocab: Vocabulary, cite_keys: frozenset[str] = frozenset()) -> None:
         self.vocab = vocab
+        self.cite_keys = frozenset(cite_keys)
+        """What ``\\cite{`` completes to while writing (the export's bibliography); none: no citation."""
         self.commands = vocab.commands
         self.envs = vocab.environments
         self.chars = {mode: frozenset(chars) for mode, chars in vocab.chars.items()}
         self.chars["group"] = self.chars.get("text", frozenset()) - {"\n"}
         self.name_chars = {kind: frozenset(chars) for kind, chars in vocab.name_chars.items()}
+        # a reference names a label, a citation a key of the bibliography: their characters too
+        self.name_chars["ref"] = self.name_chars.get("ref", frozenset()) | self.name_chars.get("label", frozenset())
+        if self.cite_keys:
+            self.name_chars["cite"] = self.name_chars.get("cite", frozenset()) | frozenset("".join(self.cite_keys))
         self.max_list_depth = vocab.max_list_depth
         self.min_env_letters = vocab.min_env_letters
         self.math_word_letters = vocab.math_word_letters
         self.min_title_letters = vocab.min_title_letters
+        self.script_pt = max((max(1, int(glyph_pt(ch) * SCRIPT_SHARE)) for ch in self.chars.get("script", ())), default=0)
+        """Room a one-character script needs (the widest, so that any of them fits)."""
         self._names_cache: dict[tuple, tuple[tuple[str, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -210,9 +252,54 @@ class LatexGrammar:
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    def start(self, labels: frozenset[str] = frozenset(), proof_ok: bool = False) -> LatexState:
+    def start(self, labels: frozenset[str] = frozenset(), proof_ok: bool = False, rules: Rules = Rules()) -> LatexState:
         """The state at the start of a document body (``proof_ok``: as if a theorem just closed)."""
-        return LatexState(self, labels=frozenset(labels), proof_ok=proof_ok)
+        return LatexState(self, labels=frozenset(labels), proof_ok=proof_ok, rules=rules)
+
+    # ----------------------------------------------------------------- what the model may name
+    def shortest_label(self, s: LatexState) -> int:
+        """Length of the shortest label defined so far (0: none), what a reference owes."""
+        return min(map(len, s.labels), default=0) if s.writing else 0
+
+    def name_choices(self, s: LatexState) -> frozenset[str] | None:
+        """The names a ``\\ref``/``\\cite`` argument may complete to while writing; None: free."""
+        if not s.writing or s.kind not in ("ref", "cite"):
+            return None
+        if not (s.rules.resolved_refs if s.kind == "ref" else s.rules.known_cites):
+            return None
+        names = s.labels if s.kind == "ref" else self.cite_keys
+        if not any(name.startswith(s.word) for name in names):
+            return None  # a prompt began a name that exists nowhere: it is the prompt's
+        return names
+
+    # ----------------------------------------------------------------- how wide a formula is
+    def formula_limit(self, s: LatexState) -> int | None:
+        """The widest the formula being written may get (inline or display), or None outside math."""
+        outer = next((f for f in s.stack if f.math), None)
+        if outer is None:
+            return None
+        inline = outer.kind == "math" and outer.name in ("$", "\\(")
+        return self.vocab.inline_width_pt if inline else self.vocab.display_width_pt
+
+    def command_pt(self, name: str) -> int:
+        """:func:`~textgen.forms.latex_vocab.command_pt`, and a command with arguments at least a
+        letter wide (an argument is never empty), so a full formula opens none."""
+        entry = self.commands.get(name)
+        if entry and entry["args"] and name not in NAME_ARGUMENTS:
+            return max(command_pt(name), WIDE_LETTER_PT)
+        return command_pt(name)
+
+    @staticmethod
+    def scripted(s: LatexState) -> bool:
+        """Whether what is written now is a sub- or superscript (narrower), however deep in it."""
+        return s.mode == SCRIPT or any(f.kind == "script" for f in s.stack)
+
+    def room(self, s: LatexState) -> int:
+        """Points the formula may still grow by while writing (capped at the widest glyph)."""
+        limit = self.formula_limit(s) if s.writing and s.rules.bounded_width else None
+        if limit is None:
+            return WIDEST_GLYPH_PT
+        return max(0, min(WIDEST_GLYPH_PT, limit - s.width))
 
     # ----------------------------------------------------------------- what may be written
     def env_letters(self, name: str) -> int:
@@ -247,7 +334,8 @@ class LatexGrammar:
     def names(self, s: LatexState) -> tuple[tuple[str, int], ...]:
         """(name, what writing it owes after its last letter) for every control sequence allowed here."""
         depth = sum(1 for f in s.stack if f.role == "list")
-        key = (s.top, s.script, s.math, not s.stack, depth, s.proof_ok)
+        key = (s.top, s.script, s.math, not s.stack, depth, s.proof_ok, s.writing, s.rules, self.sentence_open(s), self.room(s), self.shortest_label(s), self.formula_limit(s) is None,
+               self.scripted(s))
         cached = self._names_cache.get(key)
         if cached is None:
             cached = tuple(sorted(self._names(s)))
@@ -256,6 +344,14 @@ class LatexGrammar:
         return cached
 
     def _names(self, s: LatexState):
+        room = self.room(s)
+        in_formula = self.formula_limit(s) is not None
+        for name, owed in self._all_names(s):
+            if in_formula and self.command_pt(name) > room:
+                continue
+            yield name, owed
+
+    def _all_names(self, s: LatexState):
         mode = s.text_mode()
         top = s.top
         if s.needs_item:
@@ -271,7 +367,8 @@ class LatexGrammar:
         envs = [e for e in self.envs if self.can_begin(s, e)]
         if envs:
             yield "begin", 1 + min(len(e) + 1 + self.env_cost(e) for e in envs)
-        if top is not None and top.kind == "env" and not (top.role == "list" and not top.flag) and not top.owed:
+        if top is not None and top.kind == "env" and not (top.role == "list" and not top.flag) and not top.owed \
+                and not (self.sentence_open(s) and top.role in ("theorem", "proof")):
             yield "end", 1 + len(top.name) + 1 - top.cost
         if top is not None and top.role == "list" and not s.math:
             yield "item", 0
@@ -282,10 +379,10 @@ class LatexGrammar:
                 continue
             if name in NAME_ARGUMENTS:
                 if self._name_allowed(s, name, entry):
-                    yield name, 3  # "{x}" (a label needs one new character: two would need 60 labels)
+                    yield name, self._name_owed(s, NAME_ARGUMENTS[name])
                 continue
             if name in SECTIONING:
-                if top is None and "text" in entry["modes"]:
+                if top is None and "text" in entry["modes"] and (s.rules.sections or not s.writing):
                     yield name, 2 + self.min_title_letters  # "{", its letters, "}"
                 continue
             if name in TOP_TEXT_ONLY and not s.at_env_level:
@@ -294,11 +391,31 @@ class LatexGrammar:
                                           and name in TEXT_ARGUMENT_COMMANDS and name not in TOP_TEXT_ONLY):
                 yield name, 2 * entry["args"]
 
+    def _name_owed(self, s: LatexState, kind: str) -> int:
+        """What writing a name command owes after its last letter: ``{``, the name, ``}``."""
+        if s.writing and kind == "ref" and s.rules.resolved_refs:
+            return 2 + self.shortest_label(s)
+        if s.writing and kind == "cite" and s.rules.known_cites:
+            return 2 + min(map(len, self.cite_keys))
+        return 3  # "{x}" (a label needs one new character: two would need 60 labels)
+
+    def sentence_open(self, s: LatexState) -> bool:
+        """Whether, writing under :attr:`Rules.sentences`, a sentence must end before the text does."""
+        return s.writing and s.rules.sentences and s.open_sentence
+
     def _name_allowed(self, s: LatexState, name: str, entry: dict) -> bool:
         if not self.name_chars.get(NAME_ARGUMENTS[name]):
             return False
+        if s.writing and s.rules.resolved_refs and NAME_ARGUMENTS[name] == "ref" and not s.labels:
+            return False  # nothing to refer to yet
+        if s.writing and s.rules.known_cites and NAME_ARGUMENTS[name] == "cite" and not self.cite_keys:
+            return False  # no bibliography
         top = s.top
         if name == "label":
+            if s.writing and not s.rules.labels:
+                return False
+            if s.writing and not s.math and not (top is not None and top.role == "theorem"):
+                return False  # written labels name what carries a number: theorems and displays
             if s.math:
                 return (top.kind == "env" and top.role == "display" and self.envs[top.name]["labels"]
                         and not top.flag)
@@ -324,8 +441,10 @@ class LatexGrammar:
         if mode == COMMENT:
             return 1
         if mode in (ESCAPE, WORD):
-            return min((len(name) - len(s.word) + owed for name, owed in self.names(s) if name.startswith(s.word)),
-                       default=_INF)
+            # a control word without arguments ends at a non-letter: when letters are owed next, a space first
+            spacer = 1 if len(s.stack) == 1 and s.stack[0].owed and not s.math else 0
+            return min((len(name) - len(s.word) + owed + (spacer if owed == 0 and name.isalpha() else 0)
+                        for name, owed in self.names(s) if name.startswith(s.word)), default=_INF)
         if mode == ENV_NAME:
             envs = [e for e in self.envs if e.startswith(s.word) and self.can_begin(s, e)]
             return min((len(e) - len(s.word) + 1 + self.env_cost(e) for e in envs), default=_INF)
@@ -334,13 +453,16 @@ class LatexGrammar:
         if mode == NAME_ARG:
             if s.kind == "label":
                 return 1 + self.label_extension(s.labels, s.word)
+            choices = self.name_choices(s)
+            if choices is not None:
+                return 1 + min(len(n) - len(s.word) for n in choices if n.startswith(s.word))
             return 1 + (0 if s.word else 1)
         if mode == DOLLAR:
             return 2
         if mode == DOLLAR_CLOSE:
             return -1
-        if mode == SCRIPT:
-            return 1 if self.chars.get("script") else 2
+        if mode == SCRIPT:  # one script character, or "{}" when none is left room for
+            return 1 if self.chars.get("script") and self.room(s) >= self.script_pt else 2
         return 2 * s.need  # NEED_ARG
 
     # ----------------------------------------------------------------- reading
@@ -348,10 +470,69 @@ class LatexGrammar:
         after = self._read(s, ch)
         if after is None:
             return None
+        after = self._sentence(s, after, ch)
+        after = self._measure(s, after, ch)
+        if after is None:
+            return None
         formula = after.math and after.mode == TEXT and s.mode in (TEXT, DOLLAR)  # a character of the formula itself
         if not (formula or after.math_word):
             return after
         return self._math_words(s, after, ch, formula)
+
+    def _sentence(self, s: LatexState, after: LatexState, ch: str) -> LatexState:
+        """Whether a sentence is open after ``ch``: text, a formula (inline, or anything in a
+        display), a reference or a command that prints opens one; ``.``/``?``/``!`` in text directly in an environment (or directly in a
+        display) ends it; a section title is no sentence."""
+        top = s.top
+        if top is not None and top.kind == "brace" and top.flag:
+            return after
+        open_ = after.open_sentence
+        if s.mode == NAME_ARG and ch == "}" and s.kind in ("ref", "cite"):
+            open_ = True
+        elif s.mode == WORD and after.mode != WORD and not s.math and s.word not in QUIET_COMMANDS:
+            open_ = True
+        elif s.mode == TEXT and ch == "$" and not s.math:
+            open_ = True
+        if after.mode == TEXT and s.mode in (TEXT, DOLLAR, WORD):
+            inner = after.top
+            if ch in SENTENCE_ENDS and ((not after.math and after.at_env_level)
+                                        or (inner.kind == "env" and inner.role == "display")
+                                        or (inner.kind == "math" and inner.name in ("$$", "\\["))):
+                open_ = False
+            elif not ch.isspace() and ch not in NEUTRAL_CHARS and (not after.math or self._displayed(after)):
+                open_ = True  # a display is part of its sentence: it ends with the period, or text follows
+        return after if open_ == after.open_sentence else replace(after, open_sentence=open_)
+
+    @staticmethod
+    def _displayed(s: LatexState) -> bool:
+        """Whether the formula being written is displayed (not inline)."""
+        outer = next((f for f in s.stack if f.math), None)
+        return outer is not None and not (outer.kind == "math" and outer.name in ("$", "\\("))
+
+    def _measure(self, s: LatexState, after: LatexState, ch: str) -> LatexState | None:
+        """``after`` with the width of the formula it writes (None when, writing, it gets too wide)."""
+        limit = self.formula_limit(after)
+        if limit is None:
+            return replace(after, width=0) if after.width else after
+        added = 0
+        if s.mode == WORD and after.mode != WORD:
+            added += self.command_pt(s.word)
+        elif s.mode == ESCAPE and ch not in _LETTERS:
+            if ch == "\\" and after.top is not None and after.top.role == "display":
+                return replace(after, width=0)  # a new row of the display
+            added += command_pt(ch)
+        if after.mode == TEXT and ch not in "{}$\\^_&" and (s.mode in (TEXT, DOLLAR, SCRIPT) or s.mode == WORD):
+            added += glyph_pt(ch) if after.math or ch != " " else glyph_pt("a") // 2
+        if ch == "&" and s.mode == TEXT and after.top is not None and after.top.role == "inner":
+            added += COLUMN_GAP_PT  # a matrix column: the gap between columns
+        if not added:
+            return after
+        if s.mode == SCRIPT or self.scripted(after):
+            added = max(1, int(added * SCRIPT_SHARE))
+        width = after.width + added
+        if after.writing and after.rules.bounded_width and width > limit:
+            return None
+        return replace(after, width=width)
 
     def _math_words(self, s: LatexState, after: LatexState, ch: str, formula: bool) -> LatexState | None:
         """No prose in math: after a word (``math_word_letters`` letters or more) and a space, no letter."""
@@ -588,6 +769,14 @@ class LatexGrammar:
         return after
 
     def _name_arg(self, s: LatexState, ch: str) -> LatexState | None:
+        choices = self.name_choices(s)
+        if choices is not None:
+            if ch == "}":
+                if s.word not in choices:
+                    return None
+                return replace(s, mode=TEXT, word="", kind="", after_cs=False)
+            longer = s.word + ch
+            return replace(s, word=longer) if any(n.startswith(longer) for n in choices) else None
         if ch == "}":
             if not s.word or (s.kind == "label" and s.word in s.labels):
                 return None
@@ -618,6 +807,11 @@ class LatexTables:
             if len(text) == 1 and text.isascii() and (text.isprintable() or text == "\n"):
                 self.char_ids.setdefault(text, []).append(i)
         self.chars = sorted(self.char_ids)
+        #: (V,) bool: what starts a word, a formula or a command (letters, digits, ``$``, ``\\``).
+        self.word_starts = torch.zeros(self.vocab_size, dtype=torch.bool)
+        for ch, ids in self.char_ids.items():
+            if ch.isalnum() or ch in "$\\":
+                self.word_starts[ids] = True
         self._masks: dict[tuple, Tensor] = {}
         self._lock = threading.Lock()
 
@@ -630,7 +824,7 @@ class LatexTables:
         now = state.closing()
         slack = remaining - now
         slack = -1 if slack < 0 else int(min(slack, _SLACK_CAP))
-        cacheable = state.mode != NAME_ARG or state.kind != "label"
+        cacheable = state.mode != NAME_ARG or state.kind not in ("label", "ref")
         key = (state.key(), slack)
         mask = self._masks.get(key) if cacheable else None
         if mask is None:
@@ -675,8 +869,18 @@ def latex_tables(tokenizer: CharTokenizer, folder: str | Path) -> tuple[LatexTab
         key = str(Path(folder).resolve())
         if key not in per_tokenizer:
             files = read_latex_files(folder)
-            per_tokenizer[key] = None if files is None else (LatexTables(tokenizer, LatexGrammar(files[0])), files[1])
+            per_tokenizer[key] = None if files is None else (
+                LatexTables(tokenizer, LatexGrammar(files[0], _writable_keys(tokenizer, read_bibliography(folder)))),
+                files[1])
         return per_tokenizer[key]
+
+
+def _writable_keys(tokenizer: CharTokenizer, bibliography: str | None) -> frozenset[str]:
+    """The keys of ``bibliography`` whose every character the tokenizer writes."""
+    if not bibliography:
+        return frozenset()
+    chars = {tokenizer.decode([i]) for i in range(tokenizer.vocab_size)}
+    return frozenset(key for key in bib_entries(bibliography) if all(ch in chars for ch in key))
 
 
 ENV_NAME = re.compile(r"^[A-Za-z]+\*?$")
@@ -726,13 +930,17 @@ class LatexConstraint(Constraint):
         self.sentence_after: int | None = None
         #: Past ``sentence_after`` characters a sentence ended: from then on only the closing is allowed.
         self.closing_sentence = False
+        self.word_chars = 0
         self._last = ""
 
-    def close_after_sentence(self, chars: int) -> None:
+    def close_after_sentence(self, chars: int, word_chars: int = 0) -> None:
         """Once ``chars`` characters are written, close at the end of the next sentence (a ``.``,
         ``?`` or ``!`` then a space or a line break, in text directly in an environment or the
-        document) rather than wherever ``max_new_chars`` runs out; the budget still bounds it."""
+        document) rather than wherever ``max_new_chars`` runs out; the budget still bounds it.
+        ``word_chars``: when no more than that many characters are left beyond the closing, no new
+        word or formula starts, so the sentence the budget closes ends after a whole word."""
         self.sentence_after = chars
+        self.word_chars = word_chars
 
     def set_remaining(self, chars: int) -> None:
         """Characters left before ``max_new_chars`` (told by the sampler before each step)."""
@@ -741,9 +949,17 @@ class LatexConstraint(Constraint):
     def allowed(self) -> Tensor | None:
         if self.closing_sentence:
             return self.tables.mask(self.state, self.state.closing())
-        if self.remaining <= self.state.closing():
+        closing = self.state.closing()
+        if self.remaining <= closing:
             self.forced = True
-        return self.tables.mask(self.state, self.remaining)
+        mask = self.tables.mask(self.state, self.remaining)
+        state = self.state
+        if (0 < self.remaining - closing <= self.word_chars and not self._last.isalnum() and state.mode == TEXT
+                and not state.math):
+            narrowed = mask & ~self.tables.word_starts
+            if bool(narrowed.any()):
+                return narrowed
+        return mask
 
     def advance(self, token: int, text: str) -> None:
         for ch in text:

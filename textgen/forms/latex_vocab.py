@@ -87,6 +87,83 @@ EXCLUDED = frozenset({
 })
 """Never written: sub-languages, accents, the preamble's commands and the document's frame."""
 SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-:.+/")
+
+# What a formula's glyphs measure, in whole points of Computer Modern at 10 pt, rounded up so that
+# the estimate errs wide (relations and binary operators with the spaces TeX puts around them).
+GLYPH_PT = {"letter": 6, "capital": 8, "digit": 5, "relation": 14, "binary": 13, "punctuation": 5,
+            "delimiter": 4, "space": 0, "other": 6}
+COMMAND_PT = {"arrow": 16, "long arrow": 26, "relation": 14, "binary": 13, "big operator": 16, "dots": 15,
+              "greek": 7, "space": 4, "quad": 10, "qquad": 20, "zero": 0, "other": 9, "operator letter": 6}
+REFERENCE_PT = {"ref": 15, "eqref": 20, "pageref": 10, "cite": 35}
+"""What a reference prints ("1.2", "(1.2)", "[Ser55]") is as wide as this, about."""
+WIDEST_GLYPH_PT = 40
+"""No one character or command is estimated wider (a long operator name is cut to it)."""
+SCRIPT_SHARE = 0.7  # a sub- or superscript's glyphs are this much narrower
+RELATIONS = frozenset("= < > : ".split() + ["cong", "simeq", "sim", "subset", "subseteq", "supset", "supseteq",
+                                            "leq", "geq", "le", "ge", "ne", "neq", "in", "ni", "notin", "equiv",
+                                            "approx", "mid", "colon", "prec", "succ", "perp", "models", "vdash"])
+BINARIES = frozenset("+ - * /".split() + ["otimes", "oplus", "times", "circ", "cdot", "cup", "cap", "wedge", "vee",
+                                          "setminus", "amalg", "ast", "pm", "star", "bullet", "odot", "sqcup"])
+BIG_OPERATORS = frozenset({"sum", "prod", "coprod", "bigoplus", "bigotimes", "bigcup", "bigcap", "bigwedge",
+                           "bigvee", "bigsqcup", "colim", "lim", "varinjlim", "varprojlim", "int", "oint"})
+GREEK = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
+                   "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "varpi", "rho", "varrho", "sigma", "tau",
+                   "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi",
+                   "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "ell", "partial", "infty", "emptyset",
+                   "nabla", "wp", "aleph", "hbar"})
+ZERO_WIDTH = frozenset({"begin", "end", "label", "\\", "!", "displaystyle", "textstyle", "scriptstyle",
+                        "nolimits", "limits"}) | frozenset({"frac", "dfrac", "tfrac", "sqrt", "overline",
+                                                            "underline", "widetilde", "widehat", "bar", "hat",
+                                                            "tilde", "mathop", "mathrel", "mathbin", "boxed"})
+
+
+def glyph_pt(ch: str) -> int:
+    """Estimated width of one character written in a formula."""
+    if ch.isspace():
+        return GLYPH_PT["space"]
+    if ch in RELATIONS:
+        return GLYPH_PT["relation"]
+    if ch in BINARIES:
+        return GLYPH_PT["binary"]
+    if ch in ",;.!?":
+        return GLYPH_PT["punctuation"]
+    if ch in "()[]|'`":
+        return GLYPH_PT["delimiter"]
+    if ch.isdigit():
+        return GLYPH_PT["digit"]
+    if ch.isalpha():
+        return GLYPH_PT["capital"] if ch.isupper() else GLYPH_PT["letter"]
+    return GLYPH_PT["other"]
+
+
+def command_pt(name: str) -> int:
+    """Estimated width of a control sequence in a formula (its arguments are counted as written)."""
+    if name in NAME_ARGUMENTS:
+        return REFERENCE_PT.get(name, 0)
+    if name in ZERO_WIDTH or name in TEXT_ARGUMENT_COMMANDS:
+        return 0
+    if name.startswith("math") or name.startswith("operatorname"):
+        return 0  # \mathcal{...}, \mathbf{...}: the argument is measured
+    if name in ("quad", "qquad"):
+        return COMMAND_PT[name]
+    if name in (",", ";", ":", " ", ">"):
+        return COMMAND_PT["space"]
+    if "arrow" in name or name in ("to", "mapsto", "gets", "hookrightarrow", "twoheadrightarrow"):
+        return COMMAND_PT["long arrow"] if name.startswith(("long", "Long", "xrightarrow", "xleftarrow")) \
+            else COMMAND_PT["arrow"]
+    if name in RELATIONS:
+        return COMMAND_PT["relation"]
+    if name in BINARIES:
+        return COMMAND_PT["binary"]
+    if name in BIG_OPERATORS:
+        return COMMAND_PT["big operator"]
+    if name in ("dots", "ldots", "cdots", "vdots", "ddots"):
+        return COMMAND_PT["dots"]
+    if name in GREEK:
+        return COMMAND_PT["greek"]
+    if len(name) > 1 and name[0].isupper():  # \Hom, \Spec: an operator name in roman letters
+        return min(WIDEST_GLYPH_PT, COMMAND_PT["operator letter"] * len(name) + COMMAND_PT["space"])
+    return COMMAND_PT["other"]
 ROLES = ("theorem", "proof", "list", "display", "inner", "text")
 
 
@@ -110,6 +187,11 @@ class VocabularyConfig:
     math_word_letters: int = 2
     """In math a run of this many letters is a word, and a word then a space is never followed by a
     letter: sentences go in ``\\text{...}`` (23 of the Stacks project's 89,734 formulas break this)."""
+    display_width_pt: int = 290
+    """The widest display row the form writes, estimated (:func:`glyph_pt`, :func:`command_pt`): the
+    text block of ``amsart`` is 360 pt, less an equation number and the estimate's error."""
+    inline_width_pt: int = 150
+    """The widest inline formula the form writes, estimated: a paragraph can always break around it."""
 
 
 @dataclass
@@ -132,6 +214,8 @@ class Vocabulary:
     """See :class:`VocabularyConfig` (older ``latex.json`` files, without it, get its default)."""
     math_word_letters: int = VocabularyConfig.math_word_letters
     min_title_letters: int = VocabularyConfig.min_title_letters
+    display_width_pt: int = VocabularyConfig.display_width_pt
+    inline_width_pt: int = VocabularyConfig.inline_width_pt
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **asdict(self)}, indent=1,
@@ -376,7 +460,8 @@ def build_vocabulary(corpus: str, preamble: str, config: VocabularyConfig | None
                   for kind, counts in scan.name_chars.items()}
     return Vocabulary(commands, chars, environments, name_chars,
                       min(max(scan.list_depth, 1), config.max_list_depth), False, dict(source or {}),
-                      config.min_env_letters, config.math_word_letters, config.min_title_letters)
+                      config.min_env_letters, config.math_word_letters, config.min_title_letters,
+                      config.display_width_pt, config.inline_width_pt)
 
 
 def _plain_char(ch: str, mode: str) -> bool:
@@ -421,6 +506,8 @@ class CompileResult:
     log: str = ""
     pages: int = 0
     pdf: bytes | None = None
+    bibtex_log: str = ""
+    """What BibTeX printed (its warnings name missing entries), when it ran."""
 
 
 def wrap_document(preamble: str, body: str) -> str:
@@ -429,19 +516,27 @@ def wrap_document(preamble: str, body: str) -> str:
 
 
 def compile_latex(document: str, timeout_s: float = 60.0, keep_pdf: bool = False,
-                  nonstop: bool = False, passes: int = 1) -> CompileResult:
+                  nonstop: bool = False, passes: int = 1, files: dict[str, str] | None = None,
+                  bibtex: bool = False) -> CompileResult:
     """Run ``pdflatex -halt-on-error -interaction=nonstopmode -no-shell-escape`` on ``document`` in a
     temporary folder (``passes`` times, for references); ``nonstop`` runs without
-    ``-halt-on-error`` (to collect every error).  ``timeout_s`` limits each run."""
+    ``-halt-on-error`` (to collect every error).  ``timeout_s`` limits each run.  ``files`` (name ->
+    text, a ``.bib`` say) are written beside it; ``bibtex`` runs BibTeX after the first pass and
+    then pdflatex twice more (at least), so citations and references settle.  BibTeX's warnings and
+    errors are appended to the log (``bibtex_log``)."""
     if not pdflatex_available():
         raise FileNotFoundError("pdflatex is not installed (Debian: apt-get install texlive-latex-base "
                                 "texlive-latex-recommended texlive-pictures lmodern)")
     with tempfile.TemporaryDirectory(prefix="textgen-latex-") as tmp:
         (Path(tmp) / "text.tex").write_text(document, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (Path(tmp) / Path(name).name).write_text(text, encoding="utf-8")
         args = ["pdflatex", "-interaction=nonstopmode", "-no-shell-escape", "text.tex"]
         if not nonstop:
             args.insert(1, "-halt-on-error")
-        for _ in range(passes):
+        runs = max(passes, 3) if bibtex else passes
+        bib_log = ""
+        for run in range(runs):
             try:
                 done = subprocess.run(args, cwd=tmp, capture_output=True, timeout=timeout_s,
                                       stdin=subprocess.DEVNULL)
@@ -449,13 +544,22 @@ def compile_latex(document: str, timeout_s: float = 60.0, keep_pdf: bool = False
                 return CompileResult(False, f"pdflatex did not finish within {timeout_s:g} s")
             if done.returncode != 0:
                 break
+            if bibtex and run == 0:
+                if shutil.which("bibtex") is None:
+                    return CompileResult(False, "bibtex is not installed (Debian: apt-get install texlive-binaries)")
+                try:
+                    bib = subprocess.run(["bibtex", "text"], cwd=tmp, capture_output=True, timeout=timeout_s,
+                                         stdin=subprocess.DEVNULL)
+                except subprocess.TimeoutExpired:
+                    return CompileResult(False, f"bibtex did not finish within {timeout_s:g} s")
+                bib_log = bib.stdout.decode("latin-1")
         log_path = Path(tmp) / "text.log"
         log = log_path.read_text(encoding="latin-1") if log_path.is_file() else done.stdout.decode("latin-1")
         pdf_path = Path(tmp) / "text.pdf"
         pages = _pages(log)
         ok = done.returncode == 0 and pdf_path.is_file() and not nonstop or (nonstop and "\n! " not in log)
         pdf = pdf_path.read_bytes() if keep_pdf and pdf_path.is_file() else None
-        return CompileResult(ok, "" if ok else first_error(log), log, pages, pdf)
+        return CompileResult(ok, "" if ok else first_error(log), log, pages, pdf, bib_log)
 
 
 def first_error(log: str) -> str:

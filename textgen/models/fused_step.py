@@ -16,6 +16,8 @@ function for one token directly from the same weights:
 * attention for one query is two batched products and a softmax; the attention output's product
   over ``[h; context]`` is two accumulated products instead of a concatenation and one product.
 
+A batch of more than :data:`FUSED_MAX_ROWS` rows steps through the modules, where that is faster.
+
 Outputs agree with :meth:`Seq2SeqLM.step` to float rounding (a few 1e-6), so a seeded request writes
 the same text.  Inference only: the weights are copies, made once at load time (the model's own stay
 in place for the encoder, :meth:`Seq2SeqLM.start`).  Models with LayerNorm between layers or
@@ -34,6 +36,10 @@ from textgen.cpu_choice import resolve_cpu_choice
 from textgen.models.seq2seq import DecoderState, Seq2SeqLM
 
 DECODE_STEPS = ("torch", "fused")
+FUSED_MAX_ROWS = 1
+"""Batches of at most this many rows take the fused step, larger ones the module step: the transposed
+layout wins for a single row (0.57 against 0.76 ms a ``shakespeare-gru`` step) and loses a little from
+8 rows on, where the products are compute-bound (5.75 against 5.24 ms at 32 rows; docs/SERVING.md)."""
 _GATES = {"GRU": 3, "LSTM": 4, "RNN_TANH": 1}
 
 
@@ -69,6 +75,7 @@ class FusedStep(nn.Module):
         if decoder.proj_size or decoder.bidirectional:
             raise FusedStepError("the decoding step of a projected or bidirectional decoder cannot be fused")
         self.mode, self.hidden, self.layers = decoder.mode, decoder.hidden_size, decoder.num_layers
+        self.max_rows = FUSED_MAX_ROWS  # larger batches: Seq2SeqLM.step takes the module step
         gates = _GATES[self.mode] * self.hidden
         device = model.embedding.weight.device
         with torch.no_grad():
@@ -190,5 +197,5 @@ def fuse_step(model: Seq2SeqLM) -> Seq2SeqLM:
     return model
 
 
-__all__ = ["DECODE_STEPS", "FusedStep", "FusedStepError", "can_fuse", "fuse_step", "resolve_decode_step",
+__all__ = ["DECODE_STEPS", "FUSED_MAX_ROWS", "FusedStep", "FusedStepError", "can_fuse", "fuse_step", "resolve_decode_step",
            "use_decode_step"]

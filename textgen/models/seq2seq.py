@@ -362,7 +362,7 @@ class Seq2SeqLM(nn.Module):
 
         A model loaded with ``decode_step="fused"`` runs its :class:`~textgen.models.fused_step.FusedStep`
         instead: the same function in fewer operations."""
-        if self.fused_step is not None:
+        if self.fused_step is not None and tokens.shape[0] <= self.fused_step.max_rows:
             return self.fused_step(tokens, state)
         logits, state = self.decode(tokens[:, None], state)
         return logits[:, 0], state
