@@ -30,7 +30,7 @@ cannot satisfy.  What each form writes:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,17 +295,23 @@ def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangFor
 _RULES = ("acrostic", "rhyme", "tones", "first_verse_rhymes", "no_repeat", "keywords")
 
 
+def rules_one_by_one(spec: TangForm) -> Iterator[tuple[str, TangForm]]:
+    """``("", the layout alone)``, then ``(rule, the form with the rules so far)`` for each rule of
+    :data:`_RULES` that ``spec`` sets, in that order: how a conflict is found and named."""
+    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=(),
+                                first_verse_rhymes=None)
+    yield "", trial
+    for rule in _RULES:
+        if getattr(spec, rule) != getattr(trial, rule):
+            trial = dataclasses.replace(trial, **{rule: getattr(spec, rule)})
+            yield rule, trial
+
+
 def _template(spec: TangForm, tables, verses_text: str, kind: str) -> TangConstraint:
     """The constraint after the prompt's verses; FormError if the prompt breaks the form or no
     completion can keep every rule (the first rule that makes it impossible is named)."""
-    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=(),
-                                first_verse_rhymes=None)
     named: list[str] = []
-    for rule in ("", *_RULES):
-        if rule:
-            if getattr(spec, rule) == getattr(trial, rule):
-                continue
-            trial = dataclasses.replace(trial, **{rule: getattr(spec, rule)})
+    for rule, trial in rules_one_by_one(spec):
         template = TangConstraint(trial, tables)
         try:
             for char in verses_text:

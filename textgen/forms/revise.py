@@ -15,7 +15,6 @@ ranked by the model's log-probability of the whole poem, the verses after them i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -167,7 +166,7 @@ def _narrow_by_kept(constraint: TangConstraint, after: list[str], first: int) ->
 def prepare_revision(form: Mapping, loaded: LoadedModel, poem: str, verse: int) -> RevisionPlan:
     """Check ``poem`` against ``form`` and plan the candidates for its verse number ``verse`` (1-based);
     :class:`~textgen.forms.FormError` naming the field or rule that cannot be kept."""
-    from textgen.forms import _RULES, FormError, tang_spec
+    from textgen.forms import FormError, rules_one_by_one, tang_spec
 
     if not isinstance(poem, str) or not poem.strip():
         raise FormError("poem", "`poem` must be the text of a complete poem")
@@ -186,14 +185,8 @@ def prepare_revision(form: Mapping, loaded: LoadedModel, poem: str, verse: int) 
     cut = target * (spec.chars_per_line + 1) + target // 2  # where the verse starts in the laid-out text
     head, tail = whole[:cut], whole[cut + spec.chars_per_line:]
     # The rules one by one, as a prepared form does, so that a 422 names the first that cannot hold.
-    trial = dataclasses.replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=(),
-                                first_verse_rhymes=None)
     template: TangConstraint | None = None
-    for rule in ("", *_RULES):
-        if rule:
-            if getattr(spec, rule) == getattr(trial, rule):
-                continue
-            trial = dataclasses.replace(trial, **{rule: getattr(spec, rule)})
+    for rule, trial in rules_one_by_one(spec):
         template = TangConstraint(trial, tables)
         try:
             for char in head:
