@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from server.paper_schemas import PAPER_DEFAULTS  # noqa: E402
 from textgen.export import load_export  # noqa: E402
 from textgen.forms.latex import latex_tables  # noqa: E402
 from textgen.paper import PIECE_RULES, PaperWriter  # noqa: E402
@@ -212,9 +213,7 @@ def main() -> int:
     loaded = load_export(args.checkpoint)
     if latex_tables(loaded.tokenizer, loaded.path) is None:
         parser.error(f"{args.checkpoint} has no latex.json/preamble.tex")
-    values = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "paper.yaml"))
-    cfg = OmegaConf.create({**{k: v for k, v in values.items() if k not in ("defaults", "hydra")},
-                            "checkpoint": args.checkpoint})
+    cfg = OmegaConf.create({**PAPER_DEFAULTS, "checkpoint": args.checkpoint})  # what the command composes
     rows, images, first_body = [], [], None
     if args.context:
         document = args.context.read_text(encoding="utf-8")
