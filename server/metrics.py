@@ -48,20 +48,15 @@ class Metrics:
         for gauge, labels in self._runtime_labels.pop(model, []):
             gauge.remove(*labels)
         choice = loaded.runtime_choice
-        shown = [(self.runtime, (model, loaded.quantize, loaded.decode_step, loaded.encoder_runtime,
-                                 str(bool(choice is not None and choice.cached)).lower()))]
+        cached = str(bool(choice is not None and choice.cached)).lower()
+        shown = [(self.runtime, (model, loaded.quantize, loaded.decode_step, loaded.encoder_runtime, cached), 1.0)]
         if choice is not None:
             for part, table in (("step", choice.step_ms), ("encoder", choice.encoder_ms)):
-                shown += [(self.runtime_timings, (model, part, candidate, rows))
-                          for candidate, sizes in table.items() for rows in sizes]
-        for gauge, labels in shown:
-            gauge.labels(*labels).set(1 if gauge is self.runtime else self._ms(choice, labels) / 1e3)
-        self._runtime_labels[model] = shown
-
-    @staticmethod
-    def _ms(choice, labels: tuple[str, ...]) -> float:
-        _, part, candidate, rows = labels
-        return (choice.step_ms if part == "step" else choice.encoder_ms)[candidate][rows]
+                shown += [(self.runtime_timings, (model, part, candidate, rows), ms / 1e3)
+                          for candidate, sizes in table.items() for rows, ms in sizes.items()]
+        for gauge, labels, value in shown:
+            gauge.labels(*labels).set(value)
+        self._runtime_labels[model] = [(gauge, labels) for gauge, labels, _ in shown]
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)
