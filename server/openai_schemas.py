@@ -102,9 +102,9 @@ class OpenAIRequest(BaseModel):
             raise ValueError("only 0 is supported (textgen penalises repeats with `repetition_penalty`)")
         return value
 
-    @field_validator("logit_bias")
+    @field_validator("logit_bias", "suffix", check_fields=False)  # suffix: completions only
     @classmethod
-    def _no_bias(cls, value: Any) -> Any:
+    def _only_empty(cls, value: Any) -> Any:
         if value:
             raise ValueError("is not supported (only empty or null)")
         return value
@@ -135,13 +135,6 @@ class CompletionRequest(OpenAIRequest):
                              "textgen's tokens are characters)")
         if isinstance(value, list) and not 1 <= len(value) <= MAX_SAMPLES:
             raise ValueError(f"a list of prompts must hold 1 to {MAX_SAMPLES} strings, got {len(value)}")
-        return value
-
-    @field_validator("suffix")
-    @classmethod
-    def _empty(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("is not supported (only empty or null)")
         return value
 
     def prompts(self) -> list[str]:
