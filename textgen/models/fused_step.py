@@ -190,7 +190,7 @@ def use_decode_step(model: Seq2SeqLM, mode: str) -> Seq2SeqLM:
 
 def fuse_step(model: Seq2SeqLM) -> Seq2SeqLM:
     """``model`` with its decoding step fused (:class:`FusedStep`, float32, inference only); in place."""
-    if any(p.dtype != torch.float32 for p in model.decoder.parameters()) or not isinstance(model.decoder, nn.RNNBase):
+    if not can_fuse(model):
         raise FusedStepError("only a float32 nn.GRU/nn.LSTM/nn.RNN decoder can have its step fused "
                              "(int8 weights keep their own step)")
     model.fused_step = FusedStep(model)
