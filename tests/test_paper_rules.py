@@ -17,6 +17,7 @@ from textgen.forms import prepare_latex
 from textgen.forms.bibliography import bib_entries, cited_entries, cited_keys
 from textgen.forms.latex import LatexGrammar, Rules
 from textgen.forms.latex_vocab import Vocabulary, compile_latex, wrap_document
+from textgen.paper import paper_document
 from textgen.sampling import SamplingParams, generate
 
 SHIPPED = REPO / "checkpoints" / "stacks-gru"
@@ -90,6 +91,23 @@ def test_a_formula_stays_narrower_than_the_page(grammar):
     inline = writing(grammar, "Then ")
     assert inline.read("$" + "x + " * 40 + "$") is None  # an inline formula, too
     assert inline.read("$" + "x + " * 5 + "y$") is not None
+
+
+def test_a_line_before_an_unbreakable_inline_formula_stretches_rather_than_runs_over(grammar):
+    """Seed 2's lemma (stacks-gru): its first line holds few spaces, and the formula after it breaks
+    only after its arrow, 80 pt in; plain LaTeX ran the line 18 pt past the margin."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is needed (apt-get install texlive-latex-base)")
+    preamble = (SHIPPED / "preamble.tex").read_text(encoding="utf-8")
+    body = ("\\begin{lemma}\n\\label{lemma-a}\nLet $\\mathcal{A}$ be a triangulated category. Note that the map\n"
+            "$\\QCoh(\\mathcal{O}_\\QCoh(\\mathcal{O}_X) \\to \\QCoh^*$.\n\\end{lemma}\n")
+    assert writing(grammar, "", PAPER).read(body) is not None  # the form writes it: its widths are in bounds
+    overfull = re.compile(r"^Overfull \\hbox \(([\d.]+)pt too wide\)", re.M)
+    plain = compile_latex(wrap_document(preamble, body), timeout_s=120)
+    assert plain.ok and [float(w) > 10 for w in overfull.findall(plain.log)] == [True]  # what the paper had
+    paper = compile_latex(paper_document(preamble, body, grammar.vocab), timeout_s=120)
+    assert paper.ok, paper.error
+    assert overfull.findall(paper.log) == [] and paper.pages == 1
 
 
 def test_a_piece_ends_at_a_sentence_end_outside_math(grammar):
