@@ -117,6 +117,9 @@ def test_a_piece_ends_at_a_sentence_end_outside_math(grammar):
     assert state.closing() == len(".\\end{lemma}")
     math = writing(grammar, "\\begin{lemma}\n\\label{lemma-a}\nLet $X$ be a scheme over $X", PAPER)
     assert math.closing() == len("$.\\end{lemma}")
+    display = writing(grammar, "\\begin{lemma}\n\\label{lemma-a}\nThen we see\n$$\nn", PAPER)  # seed 13 ended "\\{!$$"
+    assert display.read("!$$\n\\end{lemma}") is None  # in math "!" is a factorial: the sentence goes on
+    assert display.read(".$$\n\\end{lemma}") is not None  # the period of a display ends its sentence
     assert writing(grammar, "", PAPER).read("\\section{Foo}") is None  # the paper writes its own sections
     assert writing(grammar, "").read("\\section{Foo}") is not None
 
