@@ -124,6 +124,23 @@ def test_a_piece_ends_at_a_sentence_end_outside_math(grammar):
     assert writing(grammar, "").read("\\section{Foo}") is not None
 
 
+def test_a_sentence_the_budget_closes_begins_nothing_new():
+    """In the last ``word_chars`` no word, formula, command, bracket or quote starts (a sentence
+    the budget closed ended "((?")."""
+    loaded = load_export(SHIPPED)
+    prepared = prepare_latex(loaded, "lemma", "\\label{lemma-a}\nLet $X$ be a scheme and", "", PAPER)
+    form = prepared.new_constraint()
+    form.close_after_sentence(10, word_chars=16)
+    form.advance(0, " ")
+    closing = len(".\\end{lemma}")
+    form.set_remaining(closing + 8)
+    allowed = {loaded.tokenizer.decode([i]) for i in form.allowed().nonzero().flatten().tolist()}
+    assert "." in allowed and not allowed & set("(x[{`$\\")
+    form.set_remaining(closing + 40)  # far from the end: anything
+    allowed = {loaded.tokenizer.decode([i]) for i in form.allowed().nonzero().flatten().tolist()}
+    assert set("(x$\\") <= allowed
+
+
 def test_sampled_pieces_refer_back_and_end_sentences(tiny_stacks):
     loaded = load_export(tiny_stacks)
     context = ("\\begin{lemma}\n\\label{lemma-one}\nLet $X$ be a scheme.\n\\end{lemma}\n\n"

@@ -75,6 +75,7 @@ _INF = 10**9
 _SLACK_CAP = 40  # no single character adds more to the closing than this
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 SENTENCE_ENDS = ".?!"
+WORD_OPENERS = "$\\([{`"  # with letters and digits, what begins something new in text (LatexTables.word_starts)
 DISPLAY_SENTENCE_END = "."  # in a display "!" is a factorial and "?" no sentence end
 NEUTRAL_CHARS = ")]'\"`{}~"  # after a sentence end, these do not begin another
 QUIET_COMMANDS = frozenset({"begin", "end", "item", "label", "noindent", "medskip", "smallskip", "bigskip", "par",
@@ -808,10 +809,11 @@ class LatexTables:
             if len(text) == 1 and text.isascii() and (text.isprintable() or text == "\n"):
                 self.char_ids.setdefault(text, []).append(i)
         self.chars = sorted(self.char_ids)
-        #: (V,) bool: what starts a word, a formula or a command (letters, digits, ``$``, ``\\``).
+        #: (V,) bool: what starts a word, a formula, a command, a bracket or a quote (letters, digits,
+        #: ``$``, ``\\``, ``( [ { ` ``): nothing a sentence the budget closes may begin (it ended "((?").
         self.word_starts = torch.zeros(self.vocab_size, dtype=torch.bool)
         for ch, ids in self.char_ids.items():
-            if ch.isalnum() or ch in "$\\":
+            if ch.isalnum() or ch in WORD_OPENERS:
                 self.word_starts[ids] = True
         self._masks: dict[tuple, Tensor] = {}
         self._lock = threading.Lock()
