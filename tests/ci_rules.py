@@ -100,13 +100,18 @@ def _simplified_index() -> dict[str, set[str]]:
 
 
 @cache
-def readings(char: str) -> frozenset[tuple[int, str]]:
-    """The (部, 平/仄) readings of ``char`` under every form of it."""
+def _converters() -> list:
     import opencc
 
+    return [opencc.OpenCC(config).convert for config in ("s2t", "s2tw", "s2hk")]
+
+
+@cache
+def readings(char: str) -> frozenset[tuple[int, str]]:
+    """The (部, 平/仄) readings of ``char`` under every form of it."""
     forms = {char} | _simplified_index().get(char, set())
-    for config in ("s2t", "s2tw", "s2hk"):
-        forms.add(opencc.OpenCC(config).convert(char))
+    for convert in _converters():
+        forms.add(convert(char))
     known = _readings()
     return frozenset(r for f in forms for r in known.get(f, ()))
 
