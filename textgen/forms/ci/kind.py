@@ -58,7 +58,7 @@ class CiForm:
     no_repeat: bool = field(default=False, metadata=_api(
         "No Chinese character twice in the ci (keywords count).", {"type": "boolean"}))
     keywords: tuple[str, ...] = field(default=(), metadata=_api(
-        "Words (one or more Chinese characters) that each appear in the ci, each in a sentence of its own.",
+        "Words (one or more Chinese characters) that each appear inside a sentence of the ci.",
         {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_KEYWORDS}))
     shape: Variant | None = field(default=None, compare=False, repr=False, metadata={"api": False})
     """The tune's shape the ``variant`` names (filled in by :meth:`CiKind.parse`)."""
