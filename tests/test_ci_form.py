@@ -168,6 +168,8 @@ def test_unknown_tune_names_the_nearest_tunes(tang_gru):
 @pytest.mark.parametrize(("form", "field"), [
     ({"kind": "ci"}, "form.tune"),
     ({"kind": "ci", "tune": 3}, "form.tune"),
+    ({"kind": "ci", "tune": "浣\ud800沙"}, "form.tune"),
+    ({"kind": "ci", "tune": ""}, "form.tune"),
     ({"kind": "ci", "tune": "浣溪沙", "variant": 5}, "form.variant"),
     ({"kind": "ci", "tune": "浣溪沙", "variant": True}, "form.variant"),
     ({"kind": "ci", "tune": "浣溪沙", "rhyme": "yes"}, "form.rhyme"),

@@ -81,7 +81,28 @@ def rules_one_by_one(spec: CiForm) -> Iterator[tuple[str, CiRules]]:
             yield rule, trial
 
 
-def _optional_bool(form: Mapping, key: str, default: bool) -> bool:
+def _tune(form: Mapping, loaded: LoadedModel) -> Tune:
+    if "tune" not in form or form["tune"] is None:
+        raise FormError("form.tune", f"`form.tune` is required (a tune of the book, e.g. 浣溪沙; "
+                                     f"GET /v1/models/{loaded.name}/tunes lists them)")
+    name = form["tune"]
+    if not isinstance(name, str):
+        raise FormError("form.tune", f"`form.tune` must be a string, got {type(name).__name__}")
+    name = name.strip()
+    if not name or len(name) > MAX_TITLE_CHARS or not name.isprintable() or not _is_utf8(name):
+        raise FormError("form.tune", f"`form.tune` must be a tune's name (one line of at most {MAX_TITLE_CHARS} "
+                                     f"characters), got {name[:80]!r}")
+    book = tune_book()
+    tune = book.find(name)
+    if tune is None:
+        near = "、".join(book.nearest(name))
+        raise FormError("form.tune", f"`form.tune`: unknown tune {name!r}; the nearest known tunes are {near} "
+                                     f"(GET /v1/models/{loaded.name}/tunes lists all {len(book.tunes)})")
+    return tune
+
+
+def optional_bool(form: Mapping, key: str, default: bool) -> bool:
+    """``form[key]``, a boolean; ``default`` when missing or null."""
     value = form.get(key)
     if value is None:
         return default
@@ -90,20 +111,12 @@ def _optional_bool(form: Mapping, key: str, default: bool) -> bool:
     return value
 
 
-def _tune(form: Mapping, loaded: LoadedModel) -> Tune:
-    if "tune" not in form or form["tune"] is None:
-        raise FormError("form.tune", f"`form.tune` is required (a tune of the book, e.g. 浣溪沙; "
-                                     f"GET /v1/models/{loaded.name}/tunes lists them)")
-    name = form["tune"]
-    if not isinstance(name, str):
-        raise FormError("form.tune", f"`form.tune` must be a string, got {type(name).__name__}")
-    book = tune_book()
-    tune = book.find(name.strip())
-    if tune is None:
-        near = "、".join(book.nearest(name.strip()))
-        raise FormError("form.tune", f"`form.tune`: unknown tune {name!r}; the nearest known tunes are {near} "
-                                     f"(GET /v1/models/{loaded.name}/tunes lists all {len(book.tunes)})")
-    return tune
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
 
 
 def _variant(form: Mapping, tune: Tune) -> Variant:
@@ -173,9 +186,9 @@ class CiKind:
             loaded.tokenizer.encode(title)
         except TokenizerError as error:
             raise FormError("form.title", f"`form.title`: {error}") from error
-        rhyme = _optional_bool(form, "rhyme", CI_DEFAULTS["rhyme"])
-        tones = _optional_bool(form, "tones", CI_DEFAULTS["tones"])
-        no_repeat = _optional_bool(form, "no_repeat", False)
+        rhyme = optional_bool(form, "rhyme", CI_DEFAULTS["rhyme"])
+        tones = optional_bool(form, "tones", CI_DEFAULTS["tones"])
+        no_repeat = optional_bool(form, "no_repeat", False)
         keywords = _keywords(form, tables, loaded, shape)
         if no_repeat:
             text = "".join(keywords)
