@@ -112,6 +112,18 @@ def test_every_constrained_ci_keeps_its_tune(tang_gru, songci_corpus, tune):
             assert_holds(sample, spec, prepared, songci_corpus)
 
 
+def test_every_other_shape_of_the_book_holds(tang_gru, songci_corpus):
+    """Each 又一体 of the book (about 30), every other one with no_repeat and keywords, at temperature 1.5."""
+    shapes = [(tune, v.index) for tune in tune_book().tunes.values() for v in tune.variants[1:]]
+    assert len(shapes) >= 20
+    for k, (tune, index) in enumerate(shapes):
+        extra = {"no_repeat": True, "keywords": ["明月", "春"]} if k % 2 else {}
+        spec, prepared, samples = write(tang_gru, {"kind": "ci", "tune": tune.name, "variant": index, **extra},
+                                        seed=k, temperature=1.5)
+        assert_holds(samples[0], spec, prepared, songci_corpus, **({"keywords": ("明月", "春"), "no_repeat": True}
+                                                                   if extra else {}))
+
+
 def test_checker_accepts_the_corpus_and_catches_broken_ci(tang_gru, songci_corpus):
     shape, groups, fixed = tune_rules(str(songci_corpus), "浣溪沙")
     assert shape == ((7,), (7,), (7,), (7, 7), (7,)) and groups == [[0, 1, 2, 4, 5]] and fixed[(1, 6)] == "平"
