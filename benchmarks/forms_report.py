@@ -25,7 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textgen.export import LoadedModel, load_export  # noqa: E402
-from textgen.forms import check_text, even_verse_ends, is_balanced, prepare_form, rhymes  # noqa: E402
+from textgen.forms import check_text, prepare_form  # noqa: E402
+from textgen.forms.books import rhymes  # noqa: E402
+from textgen.forms.latex import is_balanced  # noqa: E402
+from textgen.forms.tang import even_verse_ends  # noqa: E402
 from textgen.sampling import SamplingParams, generate  # noqa: E402
 
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

@@ -152,7 +152,7 @@ RULE_PIECES = {"resolved_refs": None, "known_cites": None, "bounded_width": "equ
 
 def rule_costs(loaded, cfg, context: str, n: int) -> dict:
     """bpc of N pieces after ``context`` with each rule on and off (what the rule costs the model)."""
-    from textgen.forms import prepare_latex
+    from textgen.forms.latex import prepare_latex
     from textgen.sampling import SamplingParams, generate
 
     share = max(int(cfg.min_block_chars), int(cfg.max_chars) // (int(cfg.sections) * (1 + len(cfg.blocks))))  # PaperWriter's

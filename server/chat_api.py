@@ -43,7 +43,8 @@ from server.errors import APIError
 from server.openai_api import FINISH_REASONS, openai_error_body
 from server.openai_schemas import ChatCompletion, ChatCompletionRequest, ChatMessage
 from server.openapi import CHAT_OK, GENERATION_ERRORS, describe
-from textgen.forms import FormError, TangForm, form_keys
+from textgen.forms import FormError, form_keys
+from textgen.forms.tang import TangForm
 from textgen.forms.wording import FormRequest, parse_form_request
 from textgen.sampling import SamplingParams, select_best
 

@@ -30,7 +30,8 @@ from server.openai_schemas import (
 )
 from server.schemas import ErrorBody, GenerateRequest, GenerateResponse, Health, ModelList
 from server.settings import ServerSettings
-from textgen.forms import LatexForm, TangForm, form_schema
+from textgen.forms import FORM_KINDS, form_schema
+from textgen.forms.tang import FORM_KIND as TANG
 
 REF = "#/components/schemas/{model}"
 
@@ -138,9 +139,9 @@ CHAT_OK = {
 }
 
 
-# The shapes of `form`, from the form dataclasses (checked by textgen.forms, which answers 422 with the field).
-POEM_FORM = form_schema(TangForm, "PoemForm")
-LATEX_FORM = form_schema(LatexForm, "LatexForm")
+# The shapes of `form`, one per registered kind, from its dataclass (checked by textgen.forms, which answers
+# 422 with the field): a kind added to the table of textgen.forms appears here by that alone.
+FORM_SCHEMAS = {kind.schema_title: form_schema(kind) for kind in dict.fromkeys(FORM_KINDS.values())}
 
 
 def _components(settings: ServerSettings, model_names: list[str] | None) -> dict[str, Any]:
@@ -156,15 +157,13 @@ def _components(settings: ServerSettings, model_names: list[str] | None) -> dict
         properties[name]["anyOf"][0]["maximum"] = limits.max_new_chars
     for option in completion["prompt"]["anyOf"]:
         (option if option["type"] == "string" else option["items"])["maxLength"] = limits.max_prompt_chars
-    forms = {"anyOf": [{"$ref": "#/components/schemas/PoemForm"},
-                       {"$ref": "#/components/schemas/LatexForm"}, {"type": "null"}],
+    forms = {"anyOf": [*({"$ref": f"#/components/schemas/{title}"} for title in FORM_SCHEMAS), {"type": "null"}],
              "default": None, "description": request["form"].get("description", "")}
     for properties in (request, completion, chat):
         properties["form"] = forms
         if model_names:
             properties["model"]["examples"] = list(model_names)
-    components["PoemForm"] = POEM_FORM
-    components["LatexForm"] = LATEX_FORM
+    components.update(copy.deepcopy(FORM_SCHEMAS))
     return components
 
 
@@ -198,7 +197,7 @@ def build_spec(settings: ServerSettings, model_names: list[str] | None = None, *
 
             app = create_app({"TESTING": True, **settings.model_dump(mode="json")})
     components = _components(settings, model_names)
-    components["ReviseRequest"]["properties"]["form"] = {"$ref": "#/components/schemas/PoemForm"}
+    components["ReviseRequest"]["properties"]["form"] = {"$ref": f"#/components/schemas/{TANG.schema_title}"}
     paths: dict[str, Any] = {}
     for path, methods in operations(app).items():
         for method, declared in methods.items():

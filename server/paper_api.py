@@ -57,7 +57,8 @@ def references(bib: str) -> list[dict[str, str]]:
                   ErrorKind.SHUTTING_DOWN))
 def paper() -> Response:
     """Write (and, with pdflatex, compile) one paper."""
-    from textgen.forms import FormError, prepare_latex
+    from textgen.forms import FormError
+    from textgen.forms.latex import prepare_latex
     from textgen.forms.latex_vocab import pdflatex_available
     from textgen.paper import PaperWriter
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from textgen.forms import TangForm, form_keys
+from textgen.forms import form_keys
+from textgen.forms.tang import TangForm
 from textgen.forms.wording import parse_form_request
 
 ASKED = [

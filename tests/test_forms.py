@@ -16,22 +16,12 @@ import torch
 from conftest import DATA_DIR, REPO
 
 from textgen.export import load_export
-from textgen.forms import (
-    GROUPS,
-    FormError,
-    LatexForm,
-    TangForm,
-    check_text,
-    is_balanced,
-    poem_length,
-    prepare_form,
-    rhyme_group,
-    rhymes,
-)
-from textgen.forms.latex import LatexGrammar, latex_tables
+from textgen.forms import FormError, check_text, prepare_form
+from textgen.forms.books import rhymes
+from textgen.forms.latex import LatexForm, LatexGrammar, is_balanced, latex_tables
 from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig, build_vocabulary, theorem_environments
-from textgen.forms.rhyme import final_of
-from textgen.forms.tang import tang_tables
+from textgen.forms.rhyme import GROUPS, final_of, rhyme_group
+from textgen.forms.tang import TangForm, poem_length, tang_tables
 from textgen.sampling import SamplingParams, generate
 
 # Han ideographs: extension A, the basic block, compatibility, and extensions B and later (the corpus

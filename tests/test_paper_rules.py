@@ -13,9 +13,8 @@ import pytest
 from conftest import DATA_DIR, REPO
 
 from textgen.export import load_export
-from textgen.forms import prepare_latex
 from textgen.forms.bibliography import bib_entries, cited_entries, cited_keys
-from textgen.forms.latex import LatexGrammar, Rules
+from textgen.forms.latex import LatexGrammar, Rules, prepare_latex
 from textgen.forms.latex_vocab import Vocabulary, compile_latex, wrap_document
 from textgen.sampling import SamplingParams, generate
 

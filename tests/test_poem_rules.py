@@ -11,7 +11,6 @@ import dataclasses
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,16 +18,8 @@ from conftest import REPO
 from poem_rules import poem_problems, tones
 from server_fixtures import MODELS
 
-from textgen.forms import (
-    FORM_CLASSES,
-    FormError,
-    LatexForm,
-    TangForm,
-    api_fields,
-    check_text,
-    form_keys,
-    prepare_form,
-)
+from textgen.forms import FORM_CLASSES, FORM_KINDS, FormError, api_fields, check_text, form_keys, prepare_form
+from textgen.forms.tang import KIND_DEFAULTS
 from textgen.sampling import SamplingParams, generate
 
 TEMPERATURES = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -212,23 +203,28 @@ def test_sample_script_takes_the_new_options(tiny_tang):
 
 
 def test_form_fields_have_one_source():
-    """The script's options and the OpenAPI schema follow the form dataclasses."""
+    """The script's options and the OpenAPI schema follow the dataclass of every kind in the table."""
     from server.openapi import build_spec
     from server.settings import ServerSettings
 
     options = yaml.safe_load((REPO / "conf" / "sample.yaml").read_text(encoding="utf-8"))
-    for cls in (TangForm, LatexForm):
-        for f in api_fields(cls):
+    kinds = list(dict.fromkeys(FORM_KINDS.values()))
+    for kind in kinds:
+        for f in api_fields(kind.spec_class):
             if f.name == "kind":
                 continue
             assert f.name in options, f"conf/sample.yaml lacks the form option {f.name}"
             default = list(f.default) if isinstance(f.default, tuple) else f.default
             assert options[f.name] in (None, default) or f.default is dataclasses.MISSING, f.name
-    schemas = build_spec(ServerSettings())["components"]["schemas"]
-    assert set(schemas["PoemForm"]["properties"]) == form_keys(TangForm)
-    assert set(schemas["LatexForm"]["properties"]) == form_keys(LatexForm)
-    assert set(FORM_CLASSES) == {"jueju", "lushi", "latex"}
-    assert Path(REPO / "conf" / "sample.yaml").is_file()
+    spec = build_spec(ServerSettings())
+    schemas = spec["components"]["schemas"]
+    for kind in kinds:
+        assert set(schemas[kind.schema_title]["properties"]) == form_keys(kind.spec_class)
+        assert FORM_CLASSES.keys() >= set(kind.kinds) and all(FORM_CLASSES[k] is kind.spec_class for k in kind.kinds)
+    form = spec["components"]["schemas"]["GenerateRequest"]["properties"]["form"]
+    assert [option.get("$ref") for option in form["anyOf"]] == [
+        *(f"#/components/schemas/{kind.schema_title}" for kind in kinds), None]
+    assert {"jueju", "lushi", "latex"} <= set(FORM_CLASSES)
 
 
 def test_min_p_keeps_only_tokens_near_the_most_likely():
@@ -254,7 +250,6 @@ def test_the_defaults_have_one_source_and_default_poems_rhyme_by_the_book(live):
     library's table, the OpenAPI schema the page reads and the checker's contract agree."""
     import poem_rules
 
-    from textgen.forms import KIND_DEFAULTS
 
     spec = live.get("/openapi.json").json()
     assert spec["components"]["schemas"]["PoemForm"]["x-defaults-by-kind"] == KIND_DEFAULTS == poem_rules.DEFAULTS

@@ -48,9 +48,9 @@ from textgen.atomic import atomic_write_bytes, atomic_write_text
 from textgen.cli import hydra_command
 from textgen.encoder_runtime import EncoderRuntimeError
 from textgen.export import ExportError, LoadedModel, load_export, resolve_export
-from textgen.forms import FormError, prepare_latex
+from textgen.forms import FormError
 from textgen.forms.bibliography import BIBLIOGRAPHY_STYLE, cited_entries, cited_keys, read_bibliography
-from textgen.forms.latex import LatexConstraint, LatexGrammar, Rules, latex_tables
+from textgen.forms.latex import LatexConstraint, LatexGrammar, Rules, latex_tables, prepare_latex
 from textgen.forms.latex_vocab import CompileResult, compile_latex, pdflatex_available, wrap_document
 from textgen.models.fused_step import FusedStepError
 from textgen.sampling import SamplingParams, generate

@@ -7,10 +7,10 @@ most likely per character, best first, each with its log-probability per charact
 of :class:`textgen.sampling.SamplingParams` is an option of the script under its own name and default
 (``conf/sample.yaml`` composes them from the dataclass); ``return_logprobs=true`` and
 ``top_logprobs=k`` print each sample's log-probability and each character's top k to stderr.
-``form=jueju|lushi|latex`` (with the fields of the form's dataclass as options: ``chars_per_line``,
-``acrostic``, ``title``, ``rhyme``, ``tones``, ``no_repeat``, ``keywords``, ``book``,
-``first_verse_rhymes``, ``environment``) samples under a form of :mod:`textgen.forms`, exactly as
-the REST API's ``form`` object does.  ``revise=<poem> verse=<k>`` (with the poem's form) prints
+``form=<kind>`` (``jueju``, ``lushi``, ``latex``: the kinds of :data:`textgen.forms.FORM_KINDS`, with
+the fields of the kind's dataclass as options: ``chars_per_line``, ``acrostic``, ``title``, ``rhyme``,
+``tones``, ``no_repeat``, ``keywords``, ``book``, ``first_verse_rhymes``, ``environment``) samples
+under a form of :mod:`textgen.forms`, exactly as the REST API's ``form`` object does.  ``revise=<poem> verse=<k>`` (with the poem's form) prints
 ``n`` alternatives for its verse ``k`` instead, as ``POST /v1/poems/revise`` does
 (:mod:`textgen.forms.revise`).
 """
@@ -57,8 +57,13 @@ def form_request(cfg: DictConfig) -> dict | None:
         return None
     kind = str(cfg.form)
     form: dict = {"kind": kind}
-    fields = {f.name: f for cls in dict.fromkeys(FORM_CLASSES.values()) for f in api_fields(cls)}
-    own = form_keys(FORM_CLASSES[kind]) if kind in FORM_CLASSES else set()
+    own_class = FORM_CLASSES.get(kind)
+    classes = dict.fromkeys([own_class] if own_class else []) | dict.fromkeys(FORM_CLASSES.values())
+    fields: dict[str, dataclasses.Field] = {}
+    for cls in classes:  # the kind's own fields first: their defaults are the ones that count
+        for f in api_fields(cls):
+            fields.setdefault(f.name, f)
+    own = form_keys(own_class) if own_class else set()
     for name, spec in fields.items():
         if name == "kind" or name not in cfg:
             continue

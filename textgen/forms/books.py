@@ -118,3 +118,8 @@ def rhyme_book(name: str = DEFAULT_BOOK) -> RhymeBook:
     if name == XINYUN:
         return XinYun()
     raise KeyError(name)
+
+
+def rhymes(chars: str, book: str = DEFAULT_BOOK) -> bool:
+    """Whether all of ``chars`` share one rhyme group of ``book`` (any reading of each)."""
+    return rhyme_book(book).rhymes(chars)

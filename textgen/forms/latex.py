@@ -37,6 +37,9 @@ The rules (every table comes from the vocabulary, none from a particular corpus)
 
 Masks depend on the state without its deeper frames (:meth:`LatexState.key`) and on the slack
 (capped), and are cached per tokenizer and vocabulary in :class:`LatexTables`.
+
+The kind (:data:`FORM_KIND`, a :class:`LatexKind`) reads the API's ``latex`` ``form`` object into a
+:class:`LatexForm`; :func:`prepare_latex` prepares a piece of a longer document (:mod:`textgen.paper`).
 """
 
 from __future__ import annotations
@@ -44,15 +47,19 @@ from __future__ import annotations
 import re
 import threading
 import weakref
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from textgen.forms.base import FormError, PreparedForm
 from textgen.forms.bibliography import bib_entries, read_bibliography
 from textgen.forms.latex_vocab import (
     NAME_ARGUMENTS,
+    PROOF_ENVS,
     SCRIPT_SHARE,
     SECTIONING,
     TEXT_ARGUMENT_COMMANDS,
@@ -64,6 +71,9 @@ from textgen.forms.latex_vocab import (
 )
 from textgen.sampling import Constraint
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
+
+if TYPE_CHECKING:
+    from textgen.export import LoadedModel
 
 (TEXT, ESCAPE, WORD, ENV_NAME, END_NAME, NAME_ARG, DOLLAR, DOLLAR_CLOSE, SCRIPT, NEED_ARG,
  COMMENT) = range(11)
@@ -982,3 +992,120 @@ class LatexConstraint(Constraint):
     def must_continue(self) -> bool:
         """The text may not end while something is open."""
         return self.state.closing() > 0
+
+
+# --------------------------------------------------------------------------- the kind: the API's form object
+@dataclass(frozen=True)
+class LatexForm:
+    """A validated LaTeX form; its API fields (and their metadata) are the API's ``LatexForm`` object.
+
+    ``grammar`` (the model's LaTeX, which :meth:`LatexKind.check` reads with) and ``preamble`` come from
+    the export, not from the request: their metadata ``api: False`` keeps them out of the API.
+    """
+
+    environment: str | None = field(default=None, metadata={"schema": {
+        "type": "string", "examples": ["theorem", "lemma", "proof", "definition"],
+        "description": "Write one such environment, balanced."}})
+    kind: str = field(default="latex", metadata={"schema": {"const": "latex"}, "required": True})
+    grammar: LatexGrammar | None = field(default=None, compare=False, repr=False, metadata={"api": False})
+    preamble: str = field(default="", compare=False, repr=False, metadata={"api": False})
+    """The preamble the text compiles with (the export's ``preamble.tex``)."""
+
+
+def _parse(form: Mapping, loaded: LoadedModel) -> LatexForm:
+    """The :class:`LatexForm` of the API object, the model's grammar and preamble filled in."""
+    environment = form.get("environment")
+    if environment is not None and (not isinstance(environment, str) or not ENV_NAME.match(environment)):
+        raise FormError("form.environment", "`form.environment` must be null or a LaTeX environment name "
+                                            f"(letters, then an optional '*'), got {environment!r}")
+    found = latex_tables(loaded.tokenizer, loaded.path)
+    if found is None:
+        raise FormError("form.kind", f"model {loaded.name!r} cannot write LaTeX that compiles: its export has no "
+                                     "latex.json and preamble.tex (train it on a LaTeX corpus with a preamble, or "
+                                     "add them with python -m textgen.latex_export)")
+    tables, preamble = found
+    return LatexForm(environment, grammar=tables.grammar, preamble=preamble)
+
+
+def _prepare(spec: LatexForm, loaded: LoadedModel, prompt: str, context: str = "",
+             rules: Rules = Rules()) -> PreparedForm:
+    """The LaTeX form ``spec`` after ``context`` and ``prompt`` (see :func:`prepare_latex`)."""
+    environment = spec.environment
+    tables = latex_tables(loaded.tokenizer, loaded.path)[0]
+    grammar, vocab = tables.grammar, tables.grammar.vocab
+    start = grammar.start(proof_ok=environment in PROOF_ENVS and not context, rules=rules)
+    if context:
+        start = start.read(context)
+        if start is not None:
+            start = replace(start, open_sentence=False)  # the piece's own sentences count
+        if start is None or start.closing():
+            raise FormError("context", "the context must be complete LaTeX of the model's vocabulary")
+    if environment is not None and not grammar.can_begin(start, environment):
+        usable = sorted(e for e in vocab.environments if grammar.can_begin(start, e))
+        raise FormError("form.environment", f"`form.environment`: model {loaded.name!r} cannot open "
+                                            f"{environment!r} at the top of a document (it can: {', '.join(usable)})")
+    opening = f"\\begin{{{environment}}}\n" if environment else ""
+    state = start.read(opening)
+    for i, ch in enumerate(prompt):
+        following = state.step(ch)
+        if following is None:
+            raise FormError("prompt", f"the prompt cannot be continued into LaTeX that compiles: {ch!r} at "
+                                      f"character {i + 1} ({prompt[max(0, i - 20):i + 1]!r}) is not allowed there "
+                                      f"by model {loaded.name!r}'s LaTeX vocabulary")
+        state = following
+    if environment and (not state.stack or state.stack[0].name != environment):
+        raise FormError("prompt", f"the prompt already closes \\begin{{{environment}}}")
+    state = replace(state, writing=True)  # from here the model writes: refs, cites, widths bound
+    fed = opening + prompt
+    return PreparedForm(context + fed, lambda: LatexConstraint(state, tables, environment), spec, echo=fed)
+
+
+def prepare_latex(loaded: LoadedModel, environment: str | None = None, prompt: str = "",
+                  context: str = "", rules: Rules = Rules()) -> PreparedForm:
+    """The ``latex`` form for the next piece of a longer document.
+
+    ``context`` is the document so far (complete LaTeX the form itself wrote): the model reads it
+    before the opening, and the piece continues it -- its labels are taken, a proof may follow the
+    theorem it ends with.  It is not part of ``echo``.  ``rules``: what a longer document adds
+    (:class:`Rules`).
+    """
+    return _prepare(_parse({"kind": "latex", "environment": environment}, loaded), loaded, prompt, context, rules)
+
+
+class LatexKind:
+    """The ``latex`` kind (:class:`~textgen.forms.base.FormKind`): the ``LatexForm`` object.
+
+    ``{"kind": "latex", "environment"?}``: the prompt fed is ``\\begin{environment}\\n + prompt``;
+    the text is complete when that environment is closed.  When ``max_new_chars`` runs out, the
+    sampler has already been steered into the shortest closing sequence, so the text ends balanced
+    and never longer than ``max_new_chars`` -- unless the prompt alone leaves open more than
+    ``max_new_chars`` characters can close, in which case it runs past by exactly that difference.
+    """
+
+    kinds = ("latex",)
+    spec_class = LatexForm
+    schema_title = "LatexForm"
+
+    def schema_extras(self) -> dict[str, Any]:
+        return {}
+
+    def parse(self, form: Mapping, loaded: LoadedModel) -> LatexForm:
+        return _parse(form, loaded)
+
+    def prepare(self, spec: LatexForm, loaded: LoadedModel, prompt: str) -> PreparedForm:
+        return _prepare(spec, loaded, prompt)
+
+    def check(self, spec: LatexForm, text: str, prompt: str = "") -> str | None:
+        """``prompt`` is the prepared prompt (``\\begin{environment}`` included), read by the form's own grammar."""
+        whole = prompt + text
+        state = spec.grammar.start(proof_ok=spec.environment in PROOF_ENVS).read(whole)
+        if state is None:
+            return "LaTeX the grammar refuses"
+        if state.closing():
+            return "LaTeX left open"
+        if spec.environment and not whole.rstrip().endswith(f"\\end{{{spec.environment}}}"):
+            return f"does not end with \\end{{{spec.environment}}}"
+        return None
+
+
+FORM_KIND = LatexKind()

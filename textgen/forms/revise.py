@@ -22,6 +22,7 @@ from torch import Tensor
 
 from textgen.evaluation import continuations_logprobs
 from textgen.export import LoadedModel
+from textgen.forms.base import FormError
 from textgen.forms.tang import (
     COMMA,
     NEWLINE,
@@ -31,6 +32,8 @@ from textgen.forms.tang import (
     TangForm,
     check_poem,
     is_han,
+    rules_one_by_one,
+    tang_spec,
     tang_tables,
 )
 from textgen.forms.tones import PATTERN_COUNT, ends_level, fits, required_tone
@@ -90,8 +93,6 @@ class VerseConstraint(Constraint):
 def split_verses(poem: str, chars: int) -> tuple[str, list[str]]:
     """(title, verses) of a poem as generate returns it (a title line is optional; line breaks and
     spaces between couplets are not required)."""
-    from textgen.forms import FormError
-
     title, newline, rest = poem.partition(NEWLINE)
     if not (newline and COMMA not in title and PERIOD not in title):
         title, rest = "", poem
@@ -166,8 +167,6 @@ def _narrow_by_kept(constraint: TangConstraint, after: list[str], first: int) ->
 def prepare_revision(form: Mapping, loaded: LoadedModel, poem: str, verse: int) -> RevisionPlan:
     """Check ``poem`` against ``form`` and plan the candidates for its verse number ``verse`` (1-based);
     :class:`~textgen.forms.FormError` naming the field or rule that cannot be kept."""
-    from textgen.forms import FormError, rules_one_by_one, tang_spec
-
     if not isinstance(poem, str) or not poem.strip():
         raise FormError("poem", "`poem` must be the text of a complete poem")
     spec = tang_spec(form, loaded)

@@ -13,17 +13,24 @@ character; at the last character of an even verse with ``rhyme`` (and of the fir
 首句入韵), characters of the rhyme group the poem has taken, by the form's rhyme book (see
 :mod:`textgen.forms.books`).  Every mask is a precomputed (V,) tensor of :class:`TangTables`,
 built once per tokenizer and book.
+
+The kind (:data:`FORM_KIND`, a :class:`TangKind`) reads the API's ``jueju``/``lushi`` ``form``
+object into a :class:`TangForm` and prepares its constraint for a model and prompt, naming the
+first rule that no completion can keep.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from textgen.forms.base import FormError, PreparedForm, form_keys, optional_bool, optional_str
 from textgen.forms.books import BOOKS, DEFAULT_BOOK, RhymeBook, rhyme_book
 from textgen.forms.lookahead import (
     TONE_SETS,
@@ -35,7 +42,10 @@ from textgen.forms.lookahead import (
 )
 from textgen.forms.tones import PATTERN_COUNT, PATTERNS, PING, ZE, ends_level, fits, required_tone
 from textgen.sampling import Constraint
-from textgen.tokenizer import CharTokenizer, per_tokenizer
+from textgen.tokenizer import CharTokenizer, TokenizerError, per_tokenizer
+
+if TYPE_CHECKING:
+    from textgen.export import LoadedModel
 
 COMMA, PERIOD, NEWLINE = "，", "。", "\n"
 VERSES = {"jueju": 4, "lushi": 8}
@@ -450,3 +460,235 @@ def even_verse_ends(text: str, chars_per_line: int) -> str:
         if line.endswith(PERIOD) and len(line) > chars_per_line + 1:
             ends.append(line[-2])
     return "".join(ends)
+
+
+# --------------------------------------------------------------------------- the kind: the API's form object
+MAX_TITLE_CHARS = 64
+MAX_KEYWORDS = 8
+
+
+def _tones(form: Mapping, default: bool) -> bool | str:
+    value = form.get("tones")
+    if value is None:
+        return default
+    if value is False:
+        return False
+    if value is True or (isinstance(value, str) and value in PATTERNS):
+        return value
+    raise FormError("form.tones", f"`form.tones` must be true, false, null, {' or '.join(map(repr, PATTERNS))}, "
+                                  f"got {value!r}")
+
+
+def _keywords(form: Mapping, tables, loaded: LoadedModel, chars: int, verses: int) -> tuple[str, ...]:
+    value = form.get("keywords")
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
+        raise FormError("form.keywords", f"`form.keywords` must be a list of strings or null, got {value!r}")
+    if len(value) > min(verses, MAX_KEYWORDS):
+        raise FormError("form.keywords", f"`form.keywords`: at most one keyword a verse, so at most {verses} "
+                                         f"for a {verses}-verse poem, got {len(value)}")
+    for word in value:
+        if not word:
+            raise FormError("form.keywords", "`form.keywords`: a keyword must not be empty")
+        if len(word) > chars:
+            raise FormError("form.keywords", f"`form.keywords`: {word!r} has {len(word)} characters, more than a "
+                                             f"verse of {chars} holds")
+        for char in word:
+            if not tables.has_head(char):
+                raise FormError("form.keywords", f"`form.keywords`: model {loaded.name!r} cannot write {char!r} of "
+                                                 f"{word!r} (not a Chinese character of its vocabulary)")
+    if len(set(value)) != len(value):
+        raise FormError("form.keywords", f"`form.keywords` repeats a keyword: {value!r}")
+    for word in value:
+        for other in value:
+            if other != word and other in word:
+                raise FormError("form.keywords", f"`form.keywords`: {other!r} is part of {word!r} (one keyword "
+                                                 "a verse: give the longer one alone)")
+    return tuple(value)
+
+
+def _book(form: Mapping) -> str:
+    book = form.get("book")
+    if book is None:
+        return DEFAULT_BOOK
+    if book not in BOOKS:
+        raise FormError("form.book", f"`form.book` must be one of {', '.join(BOOKS)}, got {book!r}")
+    return book
+
+
+def tang_spec(form: Mapping, loaded: LoadedModel) -> TangForm:
+    """The validated :class:`TangForm` of a jueju/lushi API object (FormError names the culprit)."""
+    kind = form.get("kind")
+    if kind not in VERSES:
+        raise FormError("form.kind", f"`form.kind` must be one of {', '.join(VERSES)}, got {kind!r}")
+    allowed = form_keys(TangForm)
+    for key in form:
+        if key not in allowed:
+            raise FormError(f"form.{key}", f"unknown field `form.{key}` for kind {kind!r} "
+                                           f"(fields: {', '.join(sorted(allowed))})")
+    return _tang_spec(kind, form, loaded, tang_tables(loaded.tokenizer, _book(form)))
+
+
+def _tang_spec(kind: str, form: Mapping, loaded: LoadedModel, tables) -> TangForm:
+    """The :class:`TangForm` of the API object, each field checked (FormError names the culprit)."""
+    verses = VERSES[kind]
+    book = _book(form)
+    if "chars_per_line" not in form:
+        raise FormError("form.chars_per_line", "`form.chars_per_line` is required (5 or 7)")
+    chars = form["chars_per_line"]
+    if isinstance(chars, bool) or chars not in (5, 7):
+        raise FormError("form.chars_per_line", f"`form.chars_per_line` must be 5 or 7, got {chars!r}")
+    acrostic = optional_str(form, "acrostic")
+    if acrostic and len(acrostic) != verses:
+        raise FormError("form.acrostic", f"`form.acrostic` must give one character for each of the "
+                                         f"{verses} verses of a {kind}, got {len(acrostic)}")
+    for head in acrostic:
+        if not tables.has_head(head):
+            raise FormError("form.acrostic", f"`form.acrostic`: model {loaded.name!r} cannot write {head!r} "
+                                             "(not a Chinese character of its vocabulary)")
+    title = optional_str(form, "title")
+    if len(title) > MAX_TITLE_CHARS or "\n" in title or "\r" in title:
+        raise FormError("form.title", f"`form.title` must be one line of at most {MAX_TITLE_CHARS} characters")
+    try:
+        loaded.tokenizer.encode(title)
+    except TokenizerError as error:
+        raise FormError("form.title", f"`form.title`: {error}") from error
+    defaults = KIND_DEFAULTS[kind]
+    rhyme, tones = optional_bool(form, "rhyme", defaults["rhyme"]), _tones(form, defaults["tones"])
+    first_verse_rhymes = optional_bool(form, "first_verse_rhymes", None)
+    if first_verse_rhymes is not None and not rhyme and not tones:
+        raise FormError("form.first_verse_rhymes", "`form.first_verse_rhymes` needs `form.rhyme` or `form.tones` "
+                                                   "(it says whether the first verse rhymes, or ends level)")
+    no_repeat = optional_bool(form, "no_repeat")
+    keywords = _keywords(form, tables, loaded, chars, verses)
+    missing = [c for c in (COMMA, PERIOD, NEWLINE) if c not in tables.ids]
+    if missing or not bool(tables.han.any()):
+        lacks = ", ".join(map(repr, missing)) or "Chinese characters"
+        raise FormError("form.kind", f"model {loaded.name!r} cannot write a {kind}: its vocabulary lacks {lacks}")
+    if no_repeat:
+        for name, text in (("form.acrostic", acrostic), ("form.keywords", "".join(keywords))):
+            twice = sorted({c for c in text if text.count(c) > 1})
+            if twice:
+                raise FormError(name, f"`{name}` uses {''.join(twice)!r} twice, which `form.no_repeat` forbids")
+    return TangForm(kind, chars, acrostic, title, rhyme, tones, no_repeat, keywords, book, first_verse_rhymes)
+
+
+# The rules a form adds to the layout, in the order a conflict is looked for (and named).
+_RULES = ("acrostic", "rhyme", "tones", "first_verse_rhymes", "no_repeat", "keywords")
+
+
+def rules_one_by_one(spec: TangForm) -> Iterator[tuple[str, TangForm]]:
+    """``("", the layout alone)``, then ``(rule, the form with the rules so far)`` for each rule of
+    :data:`_RULES` that ``spec`` sets, in that order: how a conflict is found and named."""
+    trial = replace(spec, acrostic="", rhyme=False, tones=False, no_repeat=False, keywords=(),
+                                first_verse_rhymes=None)
+    yield "", trial
+    for rule in _RULES:
+        if getattr(spec, rule) != getattr(trial, rule):
+            trial = replace(trial, **{rule: getattr(spec, rule)})
+            yield rule, trial
+
+
+def _template(spec: TangForm, tables, verses_text: str, kind: str) -> TangConstraint:
+    """The constraint after the prompt's verses; FormError if the prompt breaks the form or no
+    completion can keep every rule (the first rule that makes it impossible is named)."""
+    named: list[str] = []
+    for rule, trial in rules_one_by_one(spec):
+        template = TangConstraint(trial, tables)
+        try:
+            for char in verses_text:
+                template.feed(char)
+        except LayoutError as error:
+            raise FormError("prompt", f"the prompt cannot begin a {spec.chars_per_line}-character {kind}"
+                                      f"{' with ' + ', '.join(named + [f'form.{rule}']) if rule else ''}: "
+                                      f"{error}") from error
+        if not template.feasible():
+            raise FormError(f"form.{rule}", _conflict(rule, trial, tables, verses_text, named))
+        if rule:
+            named.append(f"form.{rule}")
+    return template
+
+
+def _conflict(rule: str, trial: TangForm, tables, verses_text: str, named: list[str]) -> str:
+    """Why no poem can keep ``rule`` once the rules before it (``named``) are on."""
+    others = " together with " + ", ".join(named) if named else ""
+    prompt = " after this prompt" if verses_text else ""
+    if rule == "keywords":
+        for word in trial.keywords:
+            alone = TangConstraint(replace(trial, keywords=(word,)), tables)
+            for char in verses_text:
+                alone.feed(char)
+            if not alone.feasible():
+                return f"`form.keywords`: {word!r} fits no verse{others}{prompt}"
+        return f"`form.keywords`: the keywords {list(trial.keywords)!r} do not all fit, one a verse{others}{prompt}"
+    if rule == "":
+        return f"`form.kind`: the model's vocabulary cannot fill this form{prompt}"
+    if rule == "tones" and trial.acrostic and not PoemPlan(trial, None).patterns:
+        return (f"`form.tones`: the acrostic heads {trial.acrostic!r} fit no tonal pattern by {trial.book}"
+                + (" (against 孤平, a head that opens a five-character verse ending 仄平 must be level)"
+                   if trial.fine_tones and trial.chars_per_line == 5 else ""))
+    return f"`form.{rule}` cannot be met{others}{prompt}: the model's vocabulary has too few characters that fit"
+
+
+def _prepare(spec: TangForm, loaded: LoadedModel, prompt: str) -> PreparedForm:
+    """The Tang form ``spec`` after ``prompt`` (see :class:`TangKind`)."""
+    tables, kind = tang_tables(loaded.tokenizer, spec.book), spec.kind
+    own_title, verses_text = split_title(prompt)
+    if own_title and spec.title:
+        raise FormError("prompt", "the prompt has a title line and `form.title` is given too")
+    template = _template(spec, tables, verses_text, kind)
+    if template.is_complete():
+        raise FormError("prompt", f"the prompt is already a complete {kind}")
+    if spec.rhyme and not any(bool(tables.rhyme_mask(template.rhyme_bits[p]).any())
+                              for p in range(PATTERN_COUNT) if template.patterns >> p & 1):
+        raise FormError("prompt", f"model {loaded.name!r} has no character that rhymes with the prompt")
+    full_prompt = f"{spec.title}\n{prompt}" if spec.title else prompt
+    return PreparedForm(full_prompt, template.clone, spec)
+
+
+
+def split_title(text: str) -> tuple[str, str]:
+    """(title, verses) of a poem: the title line is a first line without ``，``/``。``."""
+    first, newline, rest = text.partition("\n")
+    if newline and COMMA not in first and PERIOD not in first:
+        return first, rest
+    return "", text
+
+
+class TangKind:
+    """The ``jueju`` and ``lushi`` kinds (:class:`~textgen.forms.base.FormKind`): the ``PoemForm`` object.
+
+    ``{"kind": "jueju" | "lushi", "chars_per_line": 5 | 7, "acrostic"?, "title"?, "rhyme"?, "tones"?,
+    "no_repeat"?, "keywords"?, "book"?, "first_verse_rhymes"?}`` (``rhyme`` and ``tones`` default by
+    kind, :data:`KIND_DEFAULTS`; ``book`` is 平水韵 or 中华新韵, :mod:`textgen.forms.books`): the
+    verses in the corpus layout (``，`` after odd verses, ``。`` after even ones, one couplet a
+    line), ending with ``finish_reason: form_complete`` after the last ``。``.  The prompt fed to the
+    model is ``title + "\\n" + prompt`` (the title line, as in the corpus); ``prompt`` is the
+    beginning of the verses (it may also carry its own title line: a first line without ``，``/``。``
+    followed by a line break).  A poem is never cut short: the row runs past ``max_new_chars`` until
+    it is complete (at most 67 characters, a 7-character 律诗).
+    """
+
+    kinds = tuple(VERSES)
+    spec_class = TangForm
+    schema_title = "PoemForm"
+
+    def schema_extras(self) -> dict[str, Any]:
+        return {"x-defaults-by-kind": KIND_DEFAULTS}  # what null or a missing rhyme/tones means, per kind
+
+    def parse(self, form: Mapping, loaded: LoadedModel) -> TangForm:
+        return _tang_spec(form["kind"], form, loaded, tang_tables(loaded.tokenizer, _book(form)))
+
+    def prepare(self, spec: TangForm, loaded: LoadedModel, prompt: str) -> PreparedForm:
+        return _prepare(spec, loaded, prompt)
+
+    def check(self, spec: TangForm, text: str, prompt: str = "") -> str | None:
+        """``prompt`` is the prepared prompt (title line included)."""
+        title, verses = split_title(prompt + text)
+        if spec.title and title != spec.title:
+            return "no title line"
+        return check_poem(verses, spec)
+
+
+FORM_KIND = TangKind()
