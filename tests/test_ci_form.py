@@ -166,6 +166,16 @@ def test_untrained_model_writes_the_shape_or_names_the_rule_it_cannot_keep(untra
     assert error.value.field == "form.no_repeat"
 
 
+def test_the_script_writes_a_ci_and_names_an_unknown_tune(songci_corpus):
+    fixed = ["checkpoint=checkpoints/tang-gru", "quantize=none", "encoder_runtime=torch", "decode_step=torch"]
+    done = cli("sample", *fixed, "form=ci", "tune=菩萨蛮", "seed=1", "max_new_chars=5")
+    tune, _, body = done.stdout.partition("\n")
+    assert tune == "菩萨蛮" and "finish: form_complete" in done.stderr
+    assert ci_problems(body.rstrip("\n"), "菩萨蛮", songci_corpus) == []
+    refused = cli("sample", *fixed, "form=ci", "tune=菩萨", check=False)
+    assert refused.returncode == 2 and "form.tune" in refused.stderr and "菩萨蛮" in refused.stderr
+
+
 # --------------------------------------------------------------------------- errors
 def test_unknown_tune_names_the_nearest_tunes(tang_gru):
     with pytest.raises(FormError) as error:

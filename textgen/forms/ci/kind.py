@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm
+from textgen.forms.base import FormError, PreparedForm, optional_bool
 from textgen.forms.ci.constraint import (
     CiConstraint,
     CiPlan,
@@ -25,6 +25,7 @@ from textgen.forms.ci.constraint import (
     ci_tables,
 )
 from textgen.forms.ci.tunebook import Tune, Variant, tune_book
+from textgen.forms.tang import MAX_KEYWORDS, MAX_TITLE_CHARS
 from textgen.tokenizer import TokenizerError
 
 KIND = "ci"
@@ -101,16 +102,6 @@ def _tune(form: Mapping, loaded: LoadedModel) -> Tune:
     return tune
 
 
-def optional_bool(form: Mapping, key: str, default: bool) -> bool:
-    """``form[key]``, a boolean; ``default`` when missing or null."""
-    value = form.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise FormError(f"form.{key}", f"`form.{key}` must be true, false or null, got {value!r}")
-    return value
-
-
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -159,7 +150,7 @@ def _keywords(form: Mapping, tables: CiTables, loaded: LoadedModel, shape: Varia
 
 
 class CiKind:
-    """The ``ci`` form kind (:class:`textgen.forms.base.FormKind`)."""
+    """The ``ci`` form kind (:class:`textgen.forms.base.FormKind`): ``form.kind`` ``"ci"``."""
 
     kinds = (KIND,)
     spec_class = CiForm
