@@ -208,6 +208,16 @@ def test_bad_fields_are_named(tang_gru, form, field):
     assert error.value.field == field, error.value.message
 
 
+def test_keywords_that_cannot_be_placed_are_named(tang_gru):
+    # seven characters fit only the fourth sentence (the others end on a rhyme), whose fixed 平 at 4 里 breaks
+    form = {"kind": "ci", "tune": "浣溪沙", "keywords": ["春风十里扬州路"]}
+    spec = FORM_KIND.parse({**form, "tones": False}, tang_gru)
+    FORM_KIND.prepare(spec, tang_gru, "")
+    with pytest.raises(FormError) as error:
+        FORM_KIND.prepare(FORM_KIND.parse(form, tang_gru), tang_gru, "")
+    assert error.value.field == "form.keywords" and "fits no sentence" in error.value.message
+
+
 @pytest.mark.parametrize("prompt", ["春风，", "一曲新词酒一杯。去", "一曲新词酒一月。\n", "abc"])
 def test_prompt_that_breaks_the_shape_is_refused(tang_gru, prompt):
     spec = FORM_KIND.parse({"kind": "ci", "tune": "浣溪沙"}, tang_gru)

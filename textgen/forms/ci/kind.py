@@ -209,6 +209,11 @@ class CiKind:
             if not template.feasible():
                 others = " together with " + ", ".join(named) if named else ""
                 after = " after this prompt" if prompt else ""
+                homeless = [w for w in rules.keywords if not template.plan.placements[w]] if rule == "keywords" else []
+                if homeless:
+                    raise FormError("form.keywords", f"`form.keywords`: {homeless[0]!r} fits no sentence of {spec.tune} "
+                                                     f"({spec.shape.signature}){others}: the tones the tune fixes, "
+                                                     "off the rhyming ends")
                 raise FormError(f"form.{rule}" if rule else "form.kind",
                                 f"`form.{rule or 'kind'}` cannot be met{others}{after}: model {loaded.name!r} has "
                                 f"too few characters that fit {spec.tune}")
