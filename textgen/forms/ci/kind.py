@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm
+from textgen.forms.base import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm
 from textgen.forms.ci.constraint import (
     CiConstraint,
     CiPlan,
