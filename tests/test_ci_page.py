@@ -55,5 +55,8 @@ def test_page_writes_a_ci_in_its_stanzas(live, chromium):
     page.click("#generate")
     page.wait_for_function("document.querySelector('#status').className === 'error'", timeout=30_000)
     assert "422" in page.inner_text("#status") and "浣溪沙" in page.inner_text("#status")
+    page.select_option("#model", "tiny-shakespeare")  # no ，。 in its vocabulary: no tunes to offer
+    page.wait_for_function("document.querySelector('#ci-tune-info').textContent.includes('writes no ci')")
+    assert page.locator("#ci-tune option").count() == 0
     assert errors == []
     page.close()
