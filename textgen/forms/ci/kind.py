@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms.base import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm
+from textgen.forms.base import FormError, PreparedForm, optional_bool
 from textgen.forms.ci.constraint import (
     CiConstraint,
     CiPlan,
@@ -25,6 +25,7 @@ from textgen.forms.ci.constraint import (
     ci_tables,
 )
 from textgen.forms.ci.tunebook import Tune, Variant, tune_book
+from textgen.forms.tang import MAX_KEYWORDS, MAX_TITLE_CHARS
 from textgen.tokenizer import TokenizerError
 
 KIND = "ci"
@@ -58,7 +59,7 @@ class CiForm:
     no_repeat: bool = field(default=False, metadata=_api(
         "No Chinese character twice in the ci (keywords count).", {"type": "boolean"}))
     keywords: tuple[str, ...] = field(default=(), metadata=_api(
-        "Words (one or more Chinese characters) that each appear in the ci, each in a sentence of its own.",
+        "Words (one or more Chinese characters) that each appear inside a sentence of the ci.",
         {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_KEYWORDS}))
     shape: Variant | None = field(default=None, compare=False, repr=False, metadata={"api": False})
     """The tune's shape the ``variant`` names (filled in by :meth:`CiKind.parse`)."""
@@ -81,15 +82,6 @@ def rules_one_by_one(spec: CiForm) -> Iterator[tuple[str, CiRules]]:
             yield rule, trial
 
 
-def _optional_bool(form: Mapping, key: str, default: bool) -> bool:
-    value = form.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise FormError(f"form.{key}", f"`form.{key}` must be true, false or null, got {value!r}")
-    return value
-
-
 def _tune(form: Mapping, loaded: LoadedModel) -> Tune:
     if "tune" not in form or form["tune"] is None:
         raise FormError("form.tune", f"`form.tune` is required (a tune of the book, e.g. 浣溪沙; "
@@ -97,13 +89,25 @@ def _tune(form: Mapping, loaded: LoadedModel) -> Tune:
     name = form["tune"]
     if not isinstance(name, str):
         raise FormError("form.tune", f"`form.tune` must be a string, got {type(name).__name__}")
+    name = name.strip()
+    if not name or len(name) > MAX_TITLE_CHARS or not name.isprintable() or not _is_utf8(name):
+        raise FormError("form.tune", f"`form.tune` must be a tune's name (one line of at most {MAX_TITLE_CHARS} "
+                                     f"characters), got {name[:80]!r}")
     book = tune_book()
-    tune = book.find(name.strip())
+    tune = book.find(name)
     if tune is None:
-        near = "、".join(book.nearest(name.strip()))
+        near = "、".join(book.nearest(name))
         raise FormError("form.tune", f"`form.tune`: unknown tune {name!r}; the nearest known tunes are {near} "
                                      f"(GET /v1/models/{loaded.name}/tunes lists all {len(book.tunes)})")
     return tune
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
 
 
 def _variant(form: Mapping, tune: Tune) -> Variant:
@@ -146,7 +150,7 @@ def _keywords(form: Mapping, tables: CiTables, loaded: LoadedModel, shape: Varia
 
 
 class CiKind:
-    """The ``ci`` form kind (:class:`textgen.forms.base.FormKind`)."""
+    """The ``ci`` form kind (:class:`textgen.forms.base.FormKind`): ``form.kind`` ``"ci"``."""
 
     kinds = (KIND,)
     spec_class = CiForm
@@ -173,9 +177,9 @@ class CiKind:
             loaded.tokenizer.encode(title)
         except TokenizerError as error:
             raise FormError("form.title", f"`form.title`: {error}") from error
-        rhyme = _optional_bool(form, "rhyme", CI_DEFAULTS["rhyme"])
-        tones = _optional_bool(form, "tones", CI_DEFAULTS["tones"])
-        no_repeat = _optional_bool(form, "no_repeat", False)
+        rhyme = optional_bool(form, "rhyme", CI_DEFAULTS["rhyme"])
+        tones = optional_bool(form, "tones", CI_DEFAULTS["tones"])
+        no_repeat = optional_bool(form, "no_repeat", False)
         keywords = _keywords(form, tables, loaded, shape)
         if no_repeat:
             text = "".join(keywords)
