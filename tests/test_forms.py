@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import DATA_DIR, REPO
 
+from textgen.data.latex_scan import build_vocabulary, theorem_environments
 from textgen.export import load_export
 from textgen.forms import FormError, check_text, prepare_form
 from textgen.forms.books import rhymes
 from textgen.forms.latex import LatexForm, LatexGrammar, is_balanced, latex_tables
-from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig, build_vocabulary, theorem_environments
+from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig
 from textgen.forms.rhyme import GROUPS, final_of, rhyme_group
 from textgen.forms.tang import TangForm, poem_length, tang_tables
 from textgen.sampling import SamplingParams, generate
