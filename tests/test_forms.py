@@ -308,6 +308,8 @@ def test_finals():
 @pytest.mark.parametrize("form,prompt,field", [
     ("jueju", "", "form"),
     ({"kind": "sonnet"}, "", "form.kind"),
+    ({"kind": {}}, "", "form.kind"),  # not a name: no key of the table of kinds
+    ({"kind": ["jueju"]}, "", "form.kind"),
     ({"chars_per_line": 5}, "", "form.kind"),
     ({"kind": "jueju", "chars_per_line": 5, "meter": 1}, "", "form.meter"),
     ({"kind": "jueju"}, "", "form.chars_per_line"),
