@@ -80,14 +80,18 @@ def empty_sections(body: str) -> int:
 
 def ends_at_sentence(piece: str) -> bool:
     """Whether a piece, without its closing ``\\end{...}``s and spaces, ends with ``.``, ``?`` or ``!``
-    outside math."""
+    outside math, or with a display (``$$ ... $$``, ``\\[ ... \\]``) whose last character is its
+    period, as printed mathematics ends a sentence at a display."""
     text = piece.rstrip()
     while True:
         stripped = re.sub(r"\\end\{[^}]*\}\s*$", "", text).rstrip()
         if stripped == text:
             break
         text = stripped
+    display = re.search(r"(\$\$|\\\])$", text)
     dollars = len(re.findall(r"(?<!\\)\$", text))
+    if display:
+        return text[: display.start()].rstrip()[-1:] == "." and dollars % 2 == 0
     return text[-1:] in (".", "?", "!") and dollars % 2 == 0
 
 

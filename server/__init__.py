@@ -2,9 +2,9 @@
 
 Development: ``flask --app server run``.  Production: ``gunicorn -c server/gunicorn_conf.py
 'server:create_app()'`` (see docs/SERVING.md).  The contract is /work/shared/api.md: endpoints
-in :mod:`server.api`, :mod:`server.openai_api` and :mod:`server.chat_api` (OpenAI-compatible) and
-:mod:`server.web`, errors in :mod:`server.errors` (kinds in :mod:`server.error_kinds`), API keys in
-:mod:`server.auth`, batching in
+in :mod:`server.api`, :mod:`server.openai_api` and :mod:`server.chat_api` (OpenAI-compatible),
+:mod:`server.tunes_api` (a model's tunes of ``form: ci``) and :mod:`server.web`, errors in
+:mod:`server.errors` (kinds in :mod:`server.error_kinds`), API keys in :mod:`server.auth`, batching in
 :mod:`server.batching`, settings from ``conf/server.yaml`` in :mod:`server.settings`.
 """
 
@@ -57,13 +57,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     metrics.init_app(app, app_metrics)
-    from server import api, chat_api, openai_api, revise, web  # the views import the state helpers above
+    from server import api, chat_api, openai_api, revise, tunes_api, web  # the views import the state helpers above
 
     app.register_blueprint(api.bp)
     app.register_blueprint(openai_api.bp)
     app.register_blueprint(chat_api.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(revise.bp)
+    app.register_blueprint(tunes_api.bp)
     from server import paper_api  # the page's paper mode: its own module
 
     app.register_blueprint(paper_api.bp)

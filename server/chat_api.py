@@ -9,8 +9,9 @@ a beginning the model goes on with.
 
 A poetry model reads a request for a form in words: when the request has no ``form`` and the last
 message is the user's, :func:`textgen.forms.wording.parse_form_request` reads it
-(``写一首七言绝句，题为春日，藏头春夏秋冬``); when it names a form the model can write, the answer is
-that poem (the title line is the prompt, the earlier messages are not read).  The answer's
+(``写一首七言绝句，题为春日，藏头春夏秋冬``, or a tune the model can write a ci to:
+``填一首鹧鸪天，题为春晚``); when it names a form the model can write, the answer is that poem (the
+title line, and a ci's tune line, are the prompt; the earlier messages are not read).  The answer's
 ``textgen`` field says what the model read and which form it followed.  A request naming no form,
 or a model that writes no Chinese verse, is a plain continuation.
 
@@ -43,7 +44,9 @@ from server.errors import APIError
 from server.openai_api import FINISH_REASONS, openai_error_body
 from server.openai_schemas import ChatCompletion, ChatCompletionRequest, ChatMessage
 from server.openapi import CHAT_OK, GENERATION_ERRORS, describe
+from textgen.export import LoadedModel
 from textgen.forms import FormError, form_keys
+from textgen.forms.ci import tunes_for
 from textgen.forms.tang import TangForm
 from textgen.forms.wording import FormRequest, parse_form_request
 from textgen.sampling import SamplingParams, select_best
@@ -88,6 +91,13 @@ class PlannedChat:
         return info
 
 
+def tunes_in_words(loaded: LoadedModel) -> dict[str, dict[str, str]]:
+    """The ``tunes`` table of :func:`parse_form_request` for ``loaded``: each tune it can write a ci to,
+    the longest names first (摊破浣溪沙 is read before 浣溪沙)."""
+    names = sorted((entry["tune"] for entry in tunes_for(loaded)), key=len, reverse=True)
+    return {name: {"kind": "ci", "tune": name} for name in names}
+
+
 def _asked_form(req: ChatCompletionRequest, batcher: Batcher, params: SamplingParams) -> tuple[
         PromptRows, FormRequest] | None:
     """The rows of the form the last user message asks for in words, or None (no form, or a model that
@@ -95,7 +105,7 @@ def _asked_form(req: ChatCompletionRequest, batcher: Batcher, params: SamplingPa
     last = req.messages[-1]
     if req.form is not None or last.role != "user":
         return None
-    asked = parse_form_request(last.text(), form_fields=form_keys(TangForm))
+    asked = parse_form_request(last.text(), form_fields=form_keys(TangForm), tunes=tunes_in_words(batcher.loaded))
     if asked is None:
         return None
     try:

@@ -39,11 +39,12 @@ REF = "#/components/schemas/{model}"
 def _schemas() -> dict[str, Any]:
     from server.paper_schemas import SCHEMAS as PAPER_SCHEMAS
     from server.revise_schemas import SCHEMAS as REVISE_SCHEMAS
+    from server.tunes_schemas import SCHEMAS as TUNES_SCHEMAS
 
     components: dict[str, Any] = {}
     for model in (GenerateRequest, GenerateResponse, ModelList, Health, ErrorBody, CompletionRequest, Completion,
                   ChatCompletionRequest, ChatCompletion, ChatCompletionChunk, OpenAIErrorBody, *REVISE_SCHEMAS,
-                  *PAPER_SCHEMAS):
+                  *PAPER_SCHEMAS, *TUNES_SCHEMAS):
         schema = model.model_json_schema(ref_template=REF)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema

@@ -16,6 +16,7 @@ from textgen.export import load_export
 from textgen.forms.bibliography import bib_entries, cited_entries, cited_keys
 from textgen.forms.latex import LatexGrammar, Rules, prepare_latex
 from textgen.forms.latex_vocab import Vocabulary
+from textgen.paper import paper_document
 from textgen.pdflatex import compile_latex, wrap_document
 from textgen.sampling import SamplingParams, generate
 
@@ -92,6 +93,23 @@ def test_a_formula_stays_narrower_than_the_page(grammar):
     assert inline.read("$" + "x + " * 5 + "y$") is not None
 
 
+def test_a_line_before_an_unbreakable_inline_formula_stretches_rather_than_runs_over(grammar):
+    """Seed 2's lemma (stacks-gru): its first line holds few spaces, and the formula after it breaks
+    only after its arrow, 80 pt in; plain LaTeX ran the line 18 pt past the margin."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is needed (apt-get install texlive-latex-base)")
+    preamble = (SHIPPED / "preamble.tex").read_text(encoding="utf-8")
+    body = ("\\begin{lemma}\n\\label{lemma-a}\nLet $\\mathcal{A}$ be a triangulated category. Note that the map\n"
+            "$\\QCoh(\\mathcal{O}_\\QCoh(\\mathcal{O}_X) \\to \\QCoh^*$.\n\\end{lemma}\n")
+    assert writing(grammar, "", PAPER).read(body) is not None  # the form writes it: its widths are in bounds
+    overfull = re.compile(r"^Overfull \\hbox \(([\d.]+)pt too wide\)", re.M)
+    plain = compile_latex(wrap_document(preamble, body), timeout_s=120)
+    assert plain.ok and [float(w) > 10 for w in overfull.findall(plain.log)] == [True]  # what the paper had
+    paper = compile_latex(paper_document(preamble, body, grammar.vocab), timeout_s=120)
+    assert paper.ok, paper.error
+    assert overfull.findall(paper.log) == [] and paper.pages == 1
+
+
 def test_a_piece_ends_at_a_sentence_end_outside_math(grammar):
     state = writing(grammar, "\\begin{lemma}\n\\label{lemma-a}\nLet $X$ be a scheme and let us see", PAPER)
     assert state.read("\\end{lemma}") is None  # not mid-sentence
@@ -99,8 +117,28 @@ def test_a_piece_ends_at_a_sentence_end_outside_math(grammar):
     assert state.closing() == len(".\\end{lemma}")
     math = writing(grammar, "\\begin{lemma}\n\\label{lemma-a}\nLet $X$ be a scheme over $X", PAPER)
     assert math.closing() == len("$.\\end{lemma}")
+    display = writing(grammar, "\\begin{lemma}\n\\label{lemma-a}\nThen we see\n$$\nn", PAPER)  # seed 13 ended "\\{!$$"
+    assert display.read("!$$\n\\end{lemma}") is None  # in math "!" is a factorial: the sentence goes on
+    assert display.read(".$$\n\\end{lemma}") is not None  # the period of a display ends its sentence
     assert writing(grammar, "", PAPER).read("\\section{Foo}") is None  # the paper writes its own sections
     assert writing(grammar, "").read("\\section{Foo}") is not None
+
+
+def test_a_sentence_the_budget_closes_begins_nothing_new():
+    """In the last ``word_chars`` no word, formula, command, bracket or quote starts (a sentence
+    the budget closed ended "((?")."""
+    loaded = load_export(SHIPPED)
+    prepared = prepare_latex(loaded, "lemma", "\\label{lemma-a}\nLet $X$ be a scheme and", "", PAPER)
+    form = prepared.new_constraint()
+    form.close_after_sentence(10, word_chars=16)
+    form.advance(0, " ")
+    closing = len(".\\end{lemma}")
+    form.set_remaining(closing + 8)
+    allowed = {loaded.tokenizer.decode([i]) for i in form.allowed().nonzero().flatten().tolist()}
+    assert "." in allowed and not allowed & set("(x[{`$\\")
+    form.set_remaining(closing + 40)  # far from the end: anything
+    allowed = {loaded.tokenizer.decode([i]) for i in form.allowed().nonzero().flatten().tolist()}
+    assert set("(x$\\") <= allowed
 
 
 def test_sampled_pieces_refer_back_and_end_sentences(tiny_stacks):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import openai
 import pytest
+from ci_rules import ci_problems
+from conftest import corpus_file
 from server_fixtures import CONTRACT_MODELS, MODELS
 from test_forms import poem_problems
 from test_server_openai import client_for
@@ -94,9 +96,22 @@ def test_a_form_asked_in_words_is_written_and_reported(client):
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == poem
 
 
+def test_a_ci_asked_in_words_is_written_to_its_tune(client):
+    chat = client.chat.completions.create(model=TANG, messages=ask("填一首鹧鸪天，题为春晚"), seed=2)
+    info = chat.model_extra["textgen"]
+    assert info["form"] == {"kind": "ci", "tune": "鹧鸪天", "title": "春晚"}
+    assert info["prompt"] == "鹧鸪天\n春晚\n" and info["understood"] == ["鹧鸪天", "题为春晚"] and info["ignored"] == []
+    assert ci_problems(chat.choices[0].message.content, "鹧鸪天", corpus_file("songci")) == []
+    plain = client.chat.completions.create(model=TANG, messages=ask("写一首浣溪沙"), seed=2)
+    assert plain.model_extra["textgen"]["form"] == {"kind": "ci", "tune": "浣溪沙"}
+    assert ci_problems(plain.choices[0].message.content, "浣溪沙", corpus_file("songci")) == []
+
+
 def test_a_form_in_words_a_model_cannot_write_is_a_plain_continuation(client):
     chat = client.chat.completions.create(model=SHAKESPEARE, messages=ask("a seven-character quatrain titled 春日"),
                                           max_tokens=10, seed=1)
+    assert chat.model_extra["textgen"]["form"] is None and len(chat.choices[0].message.content) == 10
+    chat = client.chat.completions.create(model=SHAKESPEARE, messages=ask("写一首浣溪沙"), max_tokens=10, seed=1)
     assert chat.model_extra["textgen"]["form"] is None and len(chat.choices[0].message.content) == 10
 
 

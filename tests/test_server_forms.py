@@ -6,7 +6,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from ci_rules import ci_problems
+from conftest import corpus_file
 from server_fixtures import CONTRACT_MODELS, MODELS
+from test_server_openapi import check_against_spec
 
 SHAKESPEARE, TANG = MODELS
 ENGLISH, VERSE = CONTRACT_MODELS  # untrained, with the vocabularies of the trained ones (VERSE has ，。)
@@ -56,6 +59,9 @@ def test_a_form_row_gives_the_same_text_alone_and_batched(live):
     (VERSE, {"kind": "jueju", "chars_per_line": 6}, "form.chars_per_line"),
     (VERSE, {"kind": "sonnet"}, "form.kind"),
     (VERSE, {"kind": "jueju", "chars_per_line": 5, "colour": "red"}, "form.colour"),
+    (VERSE, {"kind": "ci", "tune": "浣西沙"}, "form.tune"),
+    (VERSE, {"kind": "ci"}, "form.tune"),
+    (VERSE, {"kind": "ci", "tune": "浣溪沙", "variant": 9}, "form.variant"),
     (ENGLISH, {"kind": "jueju", "chars_per_line": 5}, "form.kind"),  # no ，。 in its vocabulary
 ])
 @pytest.mark.parametrize("path", ["/v1/generate", "/v1/generate/stream"])
@@ -64,3 +70,43 @@ def test_a_form_the_model_or_prompt_cannot_satisfy_is_a_422(contract, path, mode
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["field"] == field and error["code"] == "validation_error"
+
+
+# --------------------------------------------------------------------------- ci (词) to a tune
+def test_a_ci_is_written_to_its_tune_whole_and_streamed(live):
+    """``form: ci`` through the generic form path: the tune's shape and rhymes, by the independent checker."""
+    songci = corpus_file("songci")
+    for tune, seed in (("浣溪沙", 1), ("鹧鸪天", 2)):
+        request = {"model": TANG, "seed": seed, "form": {"kind": "ci", "tune": tune, "title": "春晚"}}
+        (sample,) = live.post("/v1/generate", request).json()["samples"]
+        assert sample["finish_reason"] == "form_complete"
+        assert ci_problems(sample["text"], tune, songci) == [], sample["text"]
+        events = live.stream(request)
+        assert "".join(e["text"] for e in events if isinstance(e, dict) and "text" in e) == sample["text"]
+        assert events[-2]["usage"]["prompt_chars"] == len(f"{tune}\n春晚\n")  # the tune line, then the title
+
+
+def test_an_unknown_tune_is_a_422_naming_the_nearest(contract):
+    error = contract.post("/v1/generate", {"model": VERSE, "form": {"kind": "ci", "tune": "浣西沙"}}).json()["error"]
+    assert error["field"] == "form.tune" and "浣溪沙" in error["message"] and "/tunes" in error["message"]
+
+
+def test_a_model_s_tunes_with_their_shapes_and_stanzas(live):
+    spec = live.get("/openapi.json").json()
+    response = live.get(f"/v1/models/{TANG}/tunes")
+    check_against_spec(spec, "GET", "/v1/models/{name}/tunes", response)
+    body = response.json()
+    assert body["model"] == TANG
+    tunes = {entry["tune"]: entry for entry in body["tunes"]}
+    counts = [entry["ci"] for entry in body["tunes"]]
+    assert counts == sorted(counts, reverse=True) and len(tunes) >= 50
+    shape = tunes["鹧鸪天"]["variants"][0]
+    assert shape["name"] == "正体" and shape["signature"] == "7/7/7,7/3,3/7/7,7"
+    assert [(st["name"], st["sentences"], st["lines"]) for st in shape["stanzas"]] == [("上阕", 4, 3), ("下阕", 5, 3)]
+    assert [s["length"] for s in shape["sentences"][shape["stanzas"][1]["start"]:]] == [3, 3, 7, 7, 7]
+    english = live.get(f"/v1/models/{SHAKESPEARE}/tunes")
+    check_against_spec(spec, "GET", "/v1/models/{name}/tunes", english)
+    assert english.json() == {"model": SHAKESPEARE, "tunes": []}  # no ，。 in its vocabulary: it writes no ci
+    unknown = live.get("/v1/models/nope/tunes")
+    check_against_spec(spec, "GET", "/v1/models/{name}/tunes", unknown)
+    assert unknown.status_code == 404 and unknown.json() == live.get("/v1/models/nope/latex").json()

@@ -7,6 +7,8 @@ import time
 
 import openai
 import pytest
+from ci_rules import ci_problems
+from conftest import corpus_file
 from live_server import LiveServer
 from server_fixtures import CONTRACT_MODELS, MODELS
 from test_forms import poem_problems
@@ -79,6 +81,14 @@ def test_n_samples_under_a_form_from_extra_body(client):
     assert len({c.text for c in completion.choices}) == 3
 
 
+def test_a_ci_to_a_tune_from_extra_body(client):
+    completion = client.completions.create(model=TANG, prompt="", seed=5, extra_body={"form": {"kind": "ci", "tune": "西江月"}})
+    (choice,) = completion.choices
+    assert choice.finish_reason == "stop"
+    assert ci_problems(choice.text, "西江月", corpus_file("songci")) == [], choice.text
+    assert completion.usage.prompt_tokens == len("西江月\n")  # the tune line the model reads first
+
+
 def test_a_list_of_prompts_with_best_of_and_echo(client):
     completion = client.completions.create(model=TANG, prompt=["春", "秋"], n=2, best_of=4, max_tokens=10, seed=4,
                                            echo=True, logprobs=0)
@@ -116,6 +126,9 @@ def test_errors_are_the_client_s_exceptions(contract):
     with pytest.raises(openai.UnprocessableEntityError) as error:
         client.completions.create(model=VERSE, prompt="x", extra_body={"form": {"kind": "sonnet"}})
     assert error.value.param.startswith("form")
+    with pytest.raises(openai.UnprocessableEntityError) as error:
+        client.completions.create(model=VERSE, prompt="", extra_body={"form": {"kind": "ci", "tune": "鹧鸪"}})
+    assert error.value.param == "form.tune" and "鹧鸪天" in error.value.message
     contract.state.draining.set()
     try:
         with pytest.raises(openai.InternalServerError) as error:

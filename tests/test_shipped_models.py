@@ -12,11 +12,13 @@ from textgen.sampling import SamplingParams, generate
 
 TANG = {"name": "tang", "source": "tang", "ready": {"train": "tang/train.txt", "val": "tang/val.txt"}}
 STACKS = {"name": "stacks", "source": "stacks", "ready": {"train": "stacks/train.txt", "val": "stacks/val.txt"}}
+SONGCI = {"name": "songci", "source": "songci", "ready": {"train": "songci/train.txt", "val": "songci/val.txt"}}
 SHIPPED = {  # export folder -> the corpus config it was trained on
     "tang-gru": TANG,
     "tang-lstm": TANG,
     "stacks-gru": STACKS,
     "stacks-lstm": STACKS,
+    "ci-gru": SONGCI,
     "shakespeare-gru": {"name": "shakespeare", "source": "shakespeare", "ready": {"raw": "shakespeare/input.txt"}},
 }
 FIRST_CHARS = 20_000

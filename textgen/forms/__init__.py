@@ -10,9 +10,9 @@ or top-p.  The REST server and ``python -m textgen.sample`` use it the same way:
 :func:`prepare_form` validates the ``form`` object of ``/work/shared/api.md`` and raises
 :class:`FormError` (a 422, naming the field) for anything the form, the prompt or the model
 cannot satisfy.  Each kind is a module exposing ``FORM_KIND`` (:class:`~textgen.forms.base.FormKind`),
-whose docstring says what it writes: :mod:`textgen.forms.tang` (``jueju``, ``lushi``) and
-:mod:`textgen.forms.latex` (``latex``).  This module holds their table and nothing of any one of
-them: adding a kind is adding its module and a line in :data:`_KINDS`.
+whose docstring says what it writes: :mod:`textgen.forms.tang` (``jueju``, ``lushi``),
+:mod:`textgen.forms.latex` (``latex``) and :mod:`textgen.forms.ci` (``ci``).  This module holds their
+table and nothing of any one of them: adding a kind is adding its module and a line in :data:`_KINDS`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from textgen.forms import latex, tang
+from textgen.forms import ci, latex, tang
 from textgen.forms.base import FormError, FormKind, PreparedForm, api_fields, form_keys, form_schema
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ __all__ = [
     "form_schema", "FORM_KINDS", "FORM_CLASSES", "KINDS",
 ]
 
-_KINDS: tuple[FormKind, ...] = (tang.FORM_KIND, latex.FORM_KIND)
+_KINDS: tuple[FormKind, ...] = (tang.FORM_KIND, latex.FORM_KIND, ci.FORM_KIND)
 """Every form kind, in the order the API lists them."""
 
 FORM_KINDS: dict[str, FormKind] = {name: kind for kind in _KINDS for name in kind.kinds}

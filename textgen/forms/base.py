@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from textgen.sampling import Constraint
 
 
+MAX_TITLE_CHARS = 64
+"""The longest ``form.title`` a kind accepts (one line)."""
+MAX_KEYWORDS = 8
+"""The most ``form.keywords`` a kind accepts (fewer where the form has fewer lines or sentences)."""
+
+
 class FormError(ValueError):
     """A form that cannot be used (a 422); ``field`` names the culprit, e.g. ``form.acrostic``."""
 

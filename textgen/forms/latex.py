@@ -84,6 +84,8 @@ _INF = 10**9
 _SLACK_CAP = 40  # no single character adds more to the closing than this
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 SENTENCE_ENDS = ".?!"
+WORD_OPENERS = "$\\([{`"  # with letters and digits, what begins something new in text (LatexTables.word_starts)
+DISPLAY_SENTENCE_END = "."  # in a display "!" is a factorial and "?" no sentence end
 NEUTRAL_CHARS = ")]'\"`{}~"  # after a sentence end, these do not begin another
 QUIET_COMMANDS = frozenset({"begin", "end", "item", "label", "noindent", "medskip", "smallskip", "bigskip", "par",
                             "newline"}) | SECTIONING  # structure, not words: they open no sentence
@@ -491,7 +493,7 @@ class LatexGrammar:
     def _sentence(self, s: LatexState, after: LatexState, ch: str) -> LatexState:
         """Whether a sentence is open after ``ch``: text, a formula (inline, or anything in a
         display), a reference or a command that prints opens one; ``.``/``?``/``!`` in text directly in an environment (or directly in a
-        display) ends it; a section title is no sentence."""
+        display, only ``.``) ends it; a section title is no sentence."""
         top = s.top
         if top is not None and top.kind == "brace" and top.flag:
             return after
@@ -504,9 +506,9 @@ class LatexGrammar:
             open_ = True
         if after.mode == TEXT and s.mode in (TEXT, DOLLAR, WORD):
             inner = after.top
-            if ch in SENTENCE_ENDS and ((not after.math and after.at_env_level)
-                                        or (inner.kind == "env" and inner.role == "display")
-                                        or (inner.kind == "math" and inner.name in ("$$", "\\["))):
+            if (ch in SENTENCE_ENDS and not after.math and after.at_env_level) or (
+                    ch == DISPLAY_SENTENCE_END and inner is not None and ((inner.kind == "env" and inner.role == "display")
+                                                    or (inner.kind == "math" and inner.name in ("$$", "\\[")))):
                 open_ = False
             elif not ch.isspace() and ch not in NEUTRAL_CHARS and (not after.math or self._displayed(after)):
                 open_ = True  # a display is part of its sentence: it ends with the period, or text follows
@@ -816,10 +818,11 @@ class LatexTables:
             if len(text) == 1 and text.isascii() and (text.isprintable() or text == "\n"):
                 self.char_ids.setdefault(text, []).append(i)
         self.chars = sorted(self.char_ids)
-        #: (V,) bool: what starts a word, a formula or a command (letters, digits, ``$``, ``\\``).
+        #: (V,) bool: what starts a word, a formula, a command, a bracket or a quote (letters, digits,
+        #: ``$``, ``\\``, ``( [ { ` ``): nothing a sentence the budget closes may begin (it ended "((?").
         self.word_starts = torch.zeros(self.vocab_size, dtype=torch.bool)
         for ch, ids in self.char_ids.items():
-            if ch.isalnum() or ch in "$\\":
+            if ch.isalnum() or ch in WORD_OPENERS:
                 self.word_starts[ids] = True
         self._masks: dict[tuple, Tensor] = {}
         self._lock = threading.Lock()

@@ -185,7 +185,8 @@ class VocabularyConfig:
     """The widest display row the form writes, estimated (:func:`glyph_pt`, :func:`command_pt`): the
     text block of ``amsart`` is 360 pt, less an equation number and the estimate's error."""
     inline_width_pt: int = 150
-    """The widest inline formula the form writes, estimated: a paragraph can always break around it."""
+    """The widest inline formula the form writes, estimated; a paper lets TeX stretch a line that
+    falls this short before one (``\\emergencystretch``, :func:`textgen.paper.paper_document`)."""
 
 
 @dataclass

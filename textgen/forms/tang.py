@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from textgen.forms.base import FormError, PreparedForm, form_keys, optional_bool, optional_str
+from textgen.forms.base import (
+    MAX_KEYWORDS,
+    MAX_TITLE_CHARS,
+    FormError,
+    PreparedForm,
+    form_keys,
+    optional_bool,
+    optional_str,
+)
 from textgen.forms.books import BOOKS, DEFAULT_BOOK, RhymeBook, rhyme_book
 from textgen.forms.lookahead import (
     TONE_SETS,
@@ -463,8 +471,6 @@ def even_verse_ends(text: str, chars_per_line: int) -> str:
 
 
 # --------------------------------------------------------------------------- the kind: the API's form object
-MAX_TITLE_CHARS = 64
-MAX_KEYWORDS = 8
 
 
 def _tones(form: Mapping, default: bool) -> bool | str:

@@ -21,8 +21,9 @@ It is deterministic: fixed word lists and patterns, no model.  The rules, in ord
 8. **Keywords**: ``含X``/``包含X、Y``/``嵌入X``/``关键词X``, ``with the words X, Y``.
 
 Anything else left over is reported in :attr:`FormRequest.ignored`.  Tunes of 词 (``浣溪沙``)
-plug in through ``tunes``: a table from tune name to the ``form`` fields of that tune; a text
-naming one is that form (the ``ci`` kind and its table do not exist yet).
+plug in through ``tunes``: a table from tune name to the ``form`` fields of that tune (the chat
+route passes the model's, :func:`server.chat_api.tunes_in_words`); a text naming one is that form
+(``填一首鹧鸪天，题为春晚``: the title, rhyme, tones, no-repeat and keyword rules read on as above).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ _KEYWORDS = [
     r"(?:包含|含有|含|嵌入|嵌|用上|关键词[:：]?)\s*(" + HAN_RUN + r"(?:\s*[、,，和与及]\s*" + HAN_RUN + r")*)",
     r"\bwith\s+the\s+words?\s+(" + HAN_RUN + r"(?:\s*(?:,|and|、)\s*" + HAN_RUN + r")*)",
 ]
-_LEADING_FILLER = r"^(?:藏头|请你?|麻烦|帮我|给我|为我|替我|能否|能不能|可以|可否|你|我要|我想要?|写|作|做|来|赋|一首|一篇|首|篇)"
-_TRAILING_FILLER = r"(?:的|吧|呢|啊|一下|一首|诗|诗歌|好吗|可以吗)$"
+_LEADING_FILLER = (r"^(?:藏头|请你?|麻烦|帮我|给我|为我|替我|能否|能不能|可以|可否|你|我要|我想要?|写|作|做|来|赋|填|"
+                   r"一首|一篇|一阕|一阙|一曲|首|篇|阕|阙)")
+_TRAILING_FILLER = r"(?:的|吧|呢|啊|一下|一首|诗|诗歌|词|好吗|可以吗)$"
 _ENGLISH_FILLER = frozenset("please write compose make me a an the poem for us can you could give with and in of".split())
 ACROSTIC_KINDS = {4: "jueju", 8: "lushi"}
 """A 藏头诗 that names no kind: its number of heads says which (4 verses or 8)."""
