@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from textgen.export import load_export  # noqa: E402
 from textgen.forms import prepare_form  # noqa: E402
-from textgen.forms.latex_vocab import PREAMBLE_FILE, compile_latex, wrap_document  # noqa: E402
+from textgen.latex_export import PREAMBLE_FILE  # noqa: E402
+from textgen.pdflatex import compile_latex, wrap_document  # noqa: E402
 from textgen.sampling import SamplingParams, generate  # noqa: E402
 
 ENVIRONMENTS = ["lemma", "proposition", "definition", "proof"]

@@ -27,7 +27,7 @@ from textgen.data.tokens import absent_pieces
 from textgen.evaluation import evaluate_text
 from textgen.export import DTYPES, SHIPPED, TRAINING, WEIGHTS, export_model, load_export, read_metrics
 from textgen.forms.bibliography import BIBLIOGRAPHY_FILE
-from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE
+from textgen.latex_export import PREAMBLE_FILE, VOCABULARY_FILE
 
 FIRST_CHARS = 20_000
 

@@ -84,8 +84,9 @@ LATEX_FILES = {"application/json": {"schema": {
 def model_latex(name: str) -> Response:
     """What ``form: latex`` text of this model compiles with: its preamble and the wrapper (404 when
     the model has no LaTeX files); ``macros`` are the preamble's own, for renderers such as KaTeX."""
+    from server.katex import preamble_macros
     from textgen.forms.latex import latex_tables
-    from textgen.forms.latex_vocab import preamble_macros, wrap_document
+    from textgen.pdflatex import wrap_document
 
     loaded = model_batcher(name).loaded  # UnknownModel / ModelUnavailable: 404 / 503 (server.errors)
     found = latex_tables(loaded.tokenizer, loaded.path)

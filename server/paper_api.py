@@ -59,8 +59,8 @@ def paper() -> Response:
     """Write (and, with pdflatex, compile) one paper."""
     from textgen.forms import FormError
     from textgen.forms.latex import prepare_latex
-    from textgen.forms.latex_vocab import pdflatex_available
     from textgen.paper import PaperWriter
+    from textgen.pdflatex import pdflatex_available
 
     req = PaperRequest.model_validate(read_json_object())
     if req.max_chars is None:

@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import DATA_DIR, REPO
 
+from textgen.data.latex_scan import build_vocabulary, theorem_environments
 from textgen.export import load_export
 from textgen.forms import FormError, check_text, prepare_form
 from textgen.forms.books import rhymes
 from textgen.forms.latex import LatexForm, LatexGrammar, is_balanced, latex_tables
-from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig, build_vocabulary, theorem_environments
+from textgen.forms.latex_vocab import Vocabulary, VocabularyConfig
 from textgen.forms.rhyme import GROUPS, final_of, rhyme_group
 from textgen.forms.tang import TangForm, poem_length, tang_tables
 from textgen.sampling import SamplingParams, generate
@@ -307,6 +308,8 @@ def test_finals():
 @pytest.mark.parametrize("form,prompt,field", [
     ("jueju", "", "form"),
     ({"kind": "sonnet"}, "", "form.kind"),
+    ({"kind": {}}, "", "form.kind"),  # not a name: no key of the table of kinds
+    ({"kind": ["jueju"]}, "", "form.kind"),
     ({"chars_per_line": 5}, "", "form.kind"),
     ({"kind": "jueju", "chars_per_line": 5, "meter": 1}, "", "form.meter"),
     ({"kind": "jueju"}, "", "form.chars_per_line"),

@@ -16,8 +16,10 @@ import pytest
 
 from textgen.export import export_model, load_export
 from textgen.forms import prepare_form
-from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, VocabularyConfig, compile_latex, wrap_document
+from textgen.forms.latex_vocab import VocabularyConfig
+from textgen.latex_export import PREAMBLE_FILE, VOCABULARY_FILE
 from textgen.models import Seq2SeqLM
+from textgen.pdflatex import compile_latex, wrap_document
 from textgen.sampling import SamplingParams, generate
 
 pytestmark = pytest.mark.skipif(

@@ -15,8 +15,9 @@ from conftest import DATA_DIR, REPO
 from textgen.export import load_export
 from textgen.forms.bibliography import bib_entries, cited_entries, cited_keys
 from textgen.forms.latex import LatexGrammar, Rules, prepare_latex
-from textgen.forms.latex_vocab import Vocabulary, compile_latex, wrap_document
+from textgen.forms.latex_vocab import Vocabulary
 from textgen.paper import paper_document
+from textgen.pdflatex import compile_latex, wrap_document
 from textgen.sampling import SamplingParams, generate
 
 SHIPPED = REPO / "checkpoints" / "stacks-gru"

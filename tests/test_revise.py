@@ -107,6 +107,7 @@ def test_a_revision_over_rest_and_its_errors(live):
         ({"poem": poem[:-1]}, 422, "poem"),
         ({"form": {**form, "book": "广韵"}}, 422, "form.book"),
         ({"form": {"kind": "latex"}}, 422, "form.kind"),
+        ({"form": {"kind": {}}}, 422, "form.kind"),  # not a name (was a 500: unhashable)
         ({"model": "nope"}, 404, "model"),
         ({"n": 99}, 422, "n"),
     ):

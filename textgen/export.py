@@ -9,7 +9,7 @@
         training.yaml       the fully resolved config that trained it
         metrics.json        val bpc, steps, characters seen, wall time, machine
         preamble.tex        a LaTeX corpus only: the preamble its text compiles with
-        latex.json          a LaTeX corpus only: its LaTeX vocabulary (textgen.forms.latex_vocab)
+        latex.json          a LaTeX corpus only: its LaTeX vocabulary (textgen.latex_export)
 
 Loading needs torch, safetensors and sentencepiece only: never Lightning or Hydra.  A folder is
 written through :func:`textgen.atomic.atomic_directory`, so a killed export leaves the previous
@@ -145,7 +145,7 @@ def export_model(
     """Write an export folder atomically (replacing an older one of the same name).
 
     ``extra_files`` (file name -> text) are written beside the others: a LaTeX corpus' export
-    carries its ``preamble.tex`` and ``latex.json`` (:mod:`textgen.forms.latex_vocab`).
+    carries its ``preamble.tex`` and ``latex.json`` (:mod:`textgen.latex_export`).
     """
     validate_name(name)
     if dtype not in DTYPES:

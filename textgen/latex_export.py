@@ -1,9 +1,11 @@
-"""Give an export trained on LaTeX its ``latex.json``, ``preamble.tex`` and ``bibliography.bib``
+"""A LaTeX export's files: ``latex.json`` and ``preamble.tex`` (their names, writing and reading
+them), and the command that gives an export trained on LaTeX them and ``bibliography.bib``
 (weights untouched).
 
 ``python -m textgen.latex_export checkpoints/stacks-gru --corpus train.txt --preamble preamble.tex``
-builds the vocabulary of :mod:`textgen.forms.latex_vocab` from the corpus the export was trained
-on, checks it with pdflatex when installed, and writes both files into the export folder.
+builds the vocabulary (:mod:`textgen.data.latex_scan`) from the corpus the export was trained
+on, checks it with pdflatex when installed, and writes both files into the export folder
+(:func:`write_latex_files`; the ``latex`` form reads them with :func:`read_latex_files`).
 ``--bibliography my.bib`` (alone, or with them) copies the corpus' BibTeX file in, checked to hold
 entries: ``\\cite`` then completes only to its keys.  New exports of a corpus with ``data.preamble``
 (and ``data.bibliography``) get them at training time.
@@ -14,8 +16,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from textgen.atomic import atomic_write_text
+from textgen.data.latex_scan import build_checked
 from textgen.forms.bibliography import BIBLIOGRAPHY_FILE, bib_entries
-from textgen.forms.latex_vocab import build_checked, write_latex_files
+from textgen.forms.latex_vocab import Vocabulary
+
+VOCABULARY_FILE, PREAMBLE_FILE = "latex.json", "preamble.tex"
+"""The LaTeX files of an export: its vocabulary (:class:`~textgen.forms.latex_vocab.Vocabulary`) and preamble."""
+
+
+def write_latex_files(folder: str | Path, vocab: Vocabulary, preamble: str) -> None:
+    """Write ``latex.json`` and ``preamble.tex`` into an export folder."""
+    folder = Path(folder)
+    (folder / VOCABULARY_FILE).write_text(vocab.to_json(), encoding="utf-8")
+    (folder / PREAMBLE_FILE).write_text(preamble, encoding="utf-8")
+
+
+def read_latex_files(folder: str | Path) -> tuple[Vocabulary, str] | None:
+    """The vocabulary and preamble of an export folder, or None when it has none."""
+    folder = Path(folder)
+    if not (folder / VOCABULARY_FILE).is_file() or not (folder / PREAMBLE_FILE).is_file():
+        return None
+    return (Vocabulary.from_json((folder / VOCABULARY_FILE).read_text(encoding="utf-8")),
+            (folder / PREAMBLE_FILE).read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:

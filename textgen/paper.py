@@ -52,8 +52,9 @@ from textgen.export import ExportError, LoadedModel, load_export, resolve_export
 from textgen.forms import FormError
 from textgen.forms.bibliography import BIBLIOGRAPHY_STYLE, cited_entries, cited_keys, read_bibliography
 from textgen.forms.latex import LatexConstraint, LatexGrammar, Rules, latex_tables, prepare_latex
-from textgen.forms.latex_vocab import CompileResult, Vocabulary, compile_latex, pdflatex_available, wrap_document
+from textgen.forms.latex_vocab import Vocabulary
 from textgen.models.fused_step import FusedStepError
+from textgen.pdflatex import CompileResult, compile_latex, pdflatex_available, wrap_document
 from textgen.sampling import SamplingParams, generate
 
 INSTALL_HINT = ("pdflatex not found, so only {tex} was written: install LaTeX (Debian/Ubuntu: sudo apt-get install "

@@ -339,8 +339,9 @@ def latex_files(cfg: DictConfig, start: RunStart) -> dict[str, str]:
     """For a LaTeX corpus (``data.preamble`` set): the preamble, the bibliography (``data.bibliography``)
     and the LaTeX vocabulary of the training text, checked with pdflatex when it is installed; {} for any other corpus."""
     from textgen.data.corpus import CorpusConfig, find_bibliography, find_preamble, load_corpus
+    from textgen.data.latex_scan import build_checked
     from textgen.forms.bibliography import BIBLIOGRAPHY_FILE
-    from textgen.forms.latex_vocab import PREAMBLE_FILE, VOCABULARY_FILE, build_checked
+    from textgen.latex_export import PREAMBLE_FILE, VOCABULARY_FILE
 
     config = CorpusConfig.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
     preamble_path = find_preamble(config)

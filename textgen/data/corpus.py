@@ -76,7 +76,7 @@ class CorpusConfig:
     preamble: str | None = None
     """For a LaTeX corpus: the preamble its text compiles with (a file; relative paths are looked up
     in ``data_dir`` and beside the downloaded corpus).  Exports then carry it and the corpus'
-    LaTeX vocabulary, which the ``latex`` form needs (:mod:`textgen.forms.latex_vocab`)."""
+    LaTeX vocabulary, which the ``latex`` form needs (:mod:`textgen.data.latex_scan`)."""
     bibliography: str | None = None
     """For a LaTeX corpus: its BibTeX file (looked up as ``preamble`` is).  Exports carry it; the
     ``latex`` form's ``\\cite`` completes only to its keys (:mod:`textgen.forms.bibliography`)."""

@@ -67,7 +67,6 @@ from textgen.forms.latex_vocab import (
     Vocabulary,
     command_pt,
     glyph_pt,
-    read_latex_files,
 )
 from textgen.sampling import Constraint
 from textgen.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, CharTokenizer
@@ -881,6 +880,9 @@ def latex_tables(tokenizer: CharTokenizer, folder: str | Path) -> tuple[LatexTab
         per_tokenizer = _TABLES.setdefault(tokenizer, {})
         key = str(Path(folder).resolve())
         if key not in per_tokenizer:
+            # the export's files (imported here: textgen.latex_export builds vocabularies, with this package)
+            from textgen.latex_export import read_latex_files
+
             files = read_latex_files(folder)
             per_tokenizer[key] = None if files is None else (
                 LatexTables(tokenizer, LatexGrammar(files[0], _writable_keys(tokenizer, read_bibliography(folder)))),

@@ -526,7 +526,7 @@ def _book(form: Mapping) -> str:
 def tang_spec(form: Mapping, loaded: LoadedModel) -> TangForm:
     """The validated :class:`TangForm` of a jueju/lushi API object (FormError names the culprit)."""
     kind = form.get("kind")
-    if kind not in VERSES:
+    if not isinstance(kind, str) or kind not in VERSES:  # an object or a list is no key
         raise FormError("form.kind", f"`form.kind` must be one of {', '.join(VERSES)}, got {kind!r}")
     allowed = form_keys(TangForm)
     for key in form:
