@@ -108,7 +108,7 @@ class CiTables:
         i = self.ids.get(char)
         return i is not None and bool(self.han[i])
 
-    def can_write_layout(self) -> list[str]:
+    def layout_lacks(self) -> list[str]:
         """What the vocabulary lacks for a ci: ``。``, the line break, an internal mark, Chinese characters."""
         lacks = [repr(c) for c in (LINE_END, NEWLINE) if c not in self.ids]
         if not bool(self.internal_marks.any()):

@@ -164,7 +164,7 @@ class CiKind:
         tune = _tune(form, loaded)
         shape = _variant(form, tune)
         tables = ci_tables(loaded.tokenizer)
-        lacks = tables.can_write_layout()
+        lacks = tables.layout_lacks()
         if lacks:
             raise FormError("form.kind", f"model {loaded.name!r} cannot write a ci: its vocabulary lacks "
                                          f"{', '.join(lacks)}")
@@ -251,7 +251,7 @@ def tunes_for(loaded: LoadedModel) -> list[dict[str, Any]]:
     """The tunes ``loaded`` can write (``GET /v1/models/<name>/tunes``), most written first: each
     ``{"tune", "ci", "variants": [shape, ...]}`` (:meth:`Variant.to_api`); [] when its vocabulary
     cannot write a ci."""
-    if ci_tables(loaded.tokenizer).can_write_layout():
+    if ci_tables(loaded.tokenizer).layout_lacks():
         return []
     return [{"tune": t.name, "ci": t.ci, "variants": [v.to_api() for v in t.variants]}
             for t in tune_book().tunes.values()]
