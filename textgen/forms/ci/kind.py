@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms.base import FormError, PreparedForm, optional_bool
+from textgen.forms.base import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm, optional_bool
 from textgen.forms.ci.constraint import (
     CiConstraint,
     CiPlan,
@@ -25,7 +25,6 @@ from textgen.forms.ci.constraint import (
     ci_tables,
 )
 from textgen.forms.ci.tunebook import Tune, Variant, tune_book
-from textgen.forms.tang import MAX_KEYWORDS, MAX_TITLE_CHARS
 from textgen.tokenizer import TokenizerError
 
 KIND = "ci"
