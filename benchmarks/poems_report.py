@@ -35,8 +35,9 @@ from textgen.evaluation import continuations_logprobs  # noqa: E402
 from textgen.export import LoadedModel, load_export  # noqa: E402
 from textgen.forms import prepare_form  # noqa: E402
 from textgen.forms.books import BOOKS, rhymes  # noqa: E402
+from textgen.forms.han import is_han  # noqa: E402
 from textgen.forms.revise import prepare_revision, rank_candidates  # noqa: E402
-from textgen.forms.tang import TangForm, check_poem, even_verse_ends, is_han  # noqa: E402
+from textgen.forms.tang import TangForm, check_poem, even_verse_ends  # noqa: E402
 from textgen.sampling import SamplingParams, generate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -123,3 +123,31 @@ def optional_bool(form: Mapping, key: str, default: bool | None = False) -> bool
     if not isinstance(value, bool):
         raise FormError(f"form.{key}", f"`form.{key}` must be true, false or null, got {value!r}")
     return value
+
+
+def keyword_list(form: Mapping, *, most: int, longest: int, place: str, writes: Callable[[str], bool],
+                 model: str) -> tuple[str, ...]:
+    """``form.keywords``: distinct, non-empty words, at most ``most`` of them (one a ``place``: a verse,
+    a sentence), none longer than ``longest`` characters (the longest ``place``), every character
+    one the model writes (``writes``); () when missing or null.  FormError names ``form.keywords``."""
+    value = form.get("keywords")
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
+        raise FormError("form.keywords", f"`form.keywords` must be a list of strings or null, got {value!r}")
+    if len(value) > most:
+        raise FormError("form.keywords", f"`form.keywords`: at most one keyword a {place}, so at most {most} here, "
+                                         f"got {len(value)}")
+    for word in value:
+        if not word:
+            raise FormError("form.keywords", "`form.keywords`: a keyword must not be empty")
+        if len(word) > longest:
+            raise FormError("form.keywords", f"`form.keywords`: {word!r} has {len(word)} characters, more than the "
+                                             f"longest {place} ({longest} characters) holds")
+        for char in word:
+            if not writes(char):
+                raise FormError("form.keywords", f"`form.keywords`: model {model!r} cannot write {char!r} of "
+                                                 f"{word!r} (not a Chinese character of its vocabulary)")
+    if len(set(value)) != len(value):
+        raise FormError("form.keywords", f"`form.keywords` repeats a keyword: {value!r}")
+    return tuple(value)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from textgen.forms.books import XINYUN, RhymeBook, rhyme_book
+from textgen.forms.matching import every_one_placed
 from textgen.forms.tones import (
     FIRST_RHYMES,
     OBLIQUE_START,
@@ -296,20 +297,7 @@ def _completes_another(state: TangConstraint, word: str, start: int) -> bool:
 
 def _matching(verses: list[tuple[set, dict]], group: int) -> bool:
     """Whether every keyword gets a verse of its own (augmenting paths; a handful of keywords)."""
-    options = [base | by_group.get(group, set()) for base, by_group in verses]
-    owner: dict[int, int] = {}
-
-    def place(k: int, seen: set[int]) -> bool:
-        for v in options[k]:
-            if v in seen:
-                continue
-            seen.add(v)
-            if v not in owner or place(owner[v], seen):
-                owner[v] = k
-                return True
-        return False
-
-    return all(place(k, set()) for k in range(len(options)))
+    return every_one_placed([base | by_group.get(group, set()) for base, by_group in verses])
 
 
 def rhyme_chars(tables: TangTables, group: int, tones: bool) -> Tensor:

@@ -36,10 +36,12 @@ from textgen.forms.base import (
     FormError,
     PreparedForm,
     form_keys,
+    keyword_list,
     optional_bool,
     optional_str,
 )
 from textgen.forms.books import BOOKS, DEFAULT_BOOK, RhymeBook, rhyme_book
+from textgen.forms.han import HanPieces, is_han
 from textgen.forms.lookahead import (
     TONE_SETS,
     PoemPlan,
@@ -66,60 +68,36 @@ rhymes by definition, and a 律诗's tonal pattern is part of its form (``docs/F
 what ``tones`` costs).  The one source of these defaults: the API, the script and the page read them."""
 
 
-def is_han(char: str) -> bool:
-    """A CJK unified ideograph (basic block, extension A, compatibility, extensions B and later)."""
-    if len(char) != 1:
-        return False
-    code = ord(char)
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
-            or 0x20000 <= code <= 0x3FFFF)
-
-
-class TangTables:
+class TangTables(HanPieces):
     """Per-tokenizer and book masks: Chinese characters, punctuation, one-hot heads, rhyme groups, tones."""
 
     def __init__(self, tokenizer: CharTokenizer, book: str = DEFAULT_BOOK) -> None:
+        super().__init__(tokenizer)
         V = tokenizer.vocab_size
         self.book: RhymeBook = rhyme_book(book)
         groups_count = len(self.book.groups)
-        self.ids: dict[str, int] = {}
-        han = torch.zeros(V, dtype=torch.bool)
         group_masks = torch.zeros((groups_count, V), dtype=torch.bool)
         tones = torch.zeros(V, dtype=torch.long)
         #: unique Chinese characters of the vocabulary per (tone set, rhyme group) class (a character
         #: of several groups counts in each), and per tone set (once)
         self.class_counts = [0] * (TONE_SETS * (groups_count + 1))
         self.tone_totals = [0] * TONE_SETS
-        for i, piece in enumerate(tokenizer.pieces):
-            if tokenizer.byte_values[i] >= 0 or tokenizer.chars_per_token[i] != 1 or len(piece) != 1:
-                continue
-            first = self.ids.setdefault(piece, i) == i
-            if is_han(piece):
-                han[i] = True
-                bits = self.book.rhyme_bits(piece)
-                for g in range(groups_count):
-                    if bits >> g & 1:
-                        group_masks[g, i] = True
-                tones[i] = self.book.tones_of(piece)
-                if first:
-                    for k in char_classes(self.book, piece):
-                        self.class_counts[k] += 1
-                    self.tone_totals[int(tones[i])] += 1
-        self.han = han
+        for i, piece, first in self.han_pieces:
+            bits = self.book.rhyme_bits(piece)
+            for g in range(groups_count):
+                if bits >> g & 1:
+                    group_masks[g, i] = True
+            tones[i] = self.book.tones_of(piece)
+            if first:
+                for k in char_classes(self.book, piece):
+                    self.class_counts[k] += 1
+                self.tone_totals[int(tones[i])] += 1
+        han = self.han
         #: (G, V): Chinese pieces of each rhyme group.
         self.group_masks = group_masks
         #: Chinese pieces with a level (PING) or oblique (ZE) reading.
         self.tone_masks = {PING: han & (tones & PING > 0), ZE: han & (tones & ZE > 0)}
-        self._onehot: dict[str, Tensor] = {}
         self._rhyme: dict[int, Tensor] = {}
-
-    def onehot(self, char: str) -> Tensor:
-        mask = self._onehot.get(char)
-        if mask is None:
-            mask = torch.zeros_like(self.han)
-            mask[self.ids[char]] = True
-            self._onehot[char] = mask
-        return mask
 
     def rhyme_mask(self, group_bits: int) -> Tensor:
         """Chinese pieces in any of the groups set in ``group_bits`` (a bit per group)."""
@@ -130,9 +108,6 @@ class TangTables:
             self._rhyme[group_bits] = mask
         return mask
 
-    def has_head(self, char: str) -> bool:
-        i = self.ids.get(char)
-        return i is not None and bool(self.han[i])
 
 
 _books_of = per_tokenizer(lambda tokenizer: {})
@@ -486,32 +461,14 @@ def _tones(form: Mapping, default: bool) -> bool | str:
 
 
 def _keywords(form: Mapping, tables, loaded: LoadedModel, chars: int, verses: int) -> tuple[str, ...]:
-    value = form.get("keywords")
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
-        raise FormError("form.keywords", f"`form.keywords` must be a list of strings or null, got {value!r}")
-    if len(value) > min(verses, MAX_KEYWORDS):
-        raise FormError("form.keywords", f"`form.keywords`: at most one keyword a verse, so at most {verses} "
-                                         f"for a {verses}-verse poem, got {len(value)}")
-    for word in value:
-        if not word:
-            raise FormError("form.keywords", "`form.keywords`: a keyword must not be empty")
-        if len(word) > chars:
-            raise FormError("form.keywords", f"`form.keywords`: {word!r} has {len(word)} characters, more than a "
-                                             f"verse of {chars} holds")
-        for char in word:
-            if not tables.has_head(char):
-                raise FormError("form.keywords", f"`form.keywords`: model {loaded.name!r} cannot write {char!r} of "
-                                                 f"{word!r} (not a Chinese character of its vocabulary)")
-    if len(set(value)) != len(value):
-        raise FormError("form.keywords", f"`form.keywords` repeats a keyword: {value!r}")
+    value = keyword_list(form, most=min(verses, MAX_KEYWORDS), longest=chars, place="verse", writes=tables.has_head,
+                         model=loaded.name)
     for word in value:
         for other in value:
             if other != word and other in word:
                 raise FormError("form.keywords", f"`form.keywords`: {other!r} is part of {word!r} (one keyword "
                                                  "a verse: give the longer one alone)")
-    return tuple(value)
+    return value
 
 
 def _book(form: Mapping) -> str:

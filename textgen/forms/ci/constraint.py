@@ -35,7 +35,8 @@ from torch import Tensor
 
 from textgen.forms.ci.cilin import BOTH, BU_COUNT, bu_names, cilin
 from textgen.forms.ci.tunebook import FREE, INTERNAL_MARKS, LEVEL, LINE_END, Variant
-from textgen.forms.tang import is_han
+from textgen.forms.han import HanPieces, is_han
+from textgen.forms.matching import every_one_placed
 from textgen.forms.tones import PING, ZE
 from textgen.sampling import Constraint
 from textgen.tokenizer import CharTokenizer, per_tokenizer
@@ -51,26 +52,20 @@ class ShapeError(ValueError):
     """A character the tune's shape, rhyme or tones do not allow where it stands (says what was expected)."""
 
 
-class CiTables:
+class CiTables(HanPieces):
     """Per-tokenizer masks and counts: Chinese pieces by tone and by 部 (词林正韵)."""
 
     def __init__(self, tokenizer: CharTokenizer) -> None:
+        super().__init__(tokenizer)
         book = cilin()
         V = tokenizer.vocab_size
-        self.ids: dict[str, int] = {}
-        han = torch.zeros(V, dtype=torch.bool)
+        han = self.han
         tone = {m: torch.zeros(V, dtype=torch.bool) for m in (PING, ZE)}
         bu = {m: torch.zeros((BU_COUNT, V), dtype=torch.bool) for m in MODES}
         #: unique Chinese characters per tone mode, and per (mode, 部)
         self.tone_counts = {m: 0 for m in MODES}
         self.bu_counts = {m: [0] * BU_COUNT for m in MODES}
-        for i, piece in enumerate(tokenizer.pieces):
-            if tokenizer.byte_values[i] >= 0 or tokenizer.chars_per_token[i] != 1 or len(piece) != 1:
-                continue
-            first = self.ids.setdefault(piece, i) == i
-            if not is_han(piece):
-                continue
-            han[i] = True
+        for i, piece, first in self.han_pieces:
             for m in MODES:
                 bits = book.bu_bits(piece, m)
                 for b in range(BU_COUNT):
@@ -83,7 +78,6 @@ class CiTables:
                     tone[m][i] = True
             for m in MODES:
                 self.tone_counts[m] += first and (m == BOTH or bool(tones & m))
-        self.han = han
         #: the characters a position of each mode allows (BOTH: every Chinese piece)
         self.tone_masks = {PING: tone[PING], ZE: tone[ZE], BOTH: han}
         #: (19, V) per mode: the Chinese pieces with a reading of that mode in each 部
@@ -93,20 +87,6 @@ class CiTables:
             if mark in self.ids:
                 marks[self.ids[mark]] = True
         self.internal_marks = marks
-        self._onehot: dict[str, Tensor] = {}
-
-    def onehot(self, char: str) -> Tensor:
-        mask = self._onehot.get(char)
-        if mask is None:
-            mask = torch.zeros_like(self.han)
-            mask[self.ids[char]] = True
-            self._onehot[char] = mask
-        return mask
-
-    def knows(self, char: str) -> bool:
-        """Whether ``char`` is a Chinese single-character piece of the vocabulary."""
-        i = self.ids.get(char)
-        return i is not None and bool(self.han[i])
 
     def layout_lacks(self) -> list[str]:
         """What the vocabulary lacks for a ci: ``。``, the line break, an internal mark, Chinese characters."""
@@ -226,7 +206,7 @@ class CiConstraint(Constraint):
             self.used_mask = torch.zeros_like(tables.han)
             self.exclude = torch.zeros_like(tables.han)
             for char in plan.keyword_chars:  # counted in no pool: they stand only in their keyword
-                if tables.knows(char):
+                if tables.has_head(char):
                     self.exclude[tables.ids[char]] = True
                     self._take(char)
 
@@ -301,7 +281,7 @@ class CiConstraint(Constraint):
         if self.rules.no_repeat:
             if char in self.used:
                 raise ShapeError(f"{where}: {char!r} is already in the ci (no_repeat)")
-            if self.tables is not None and char not in self.plan.keyword_chars and self.tables.knows(char):
+            if self.tables is not None and char not in self.plan.keyword_chars and self.tables.has_head(char):
                 self._take(char)
             if self.used_mask is not None and char in self.tables.ids:
                 self.used_mask[self.tables.ids[char]] = True
@@ -361,18 +341,7 @@ class CiConstraint(Constraint):
                             if not (self.rules.no_repeat and any(c in self.used for c in rest)):
                                 sentences.add(s)
             options.append(sentences)
-        owner: dict[int, int] = {}
-
-        def place(k: int, seen: set[int]) -> bool:
-            for s in options[k]:
-                if s not in seen:
-                    seen.add(s)
-                    if s not in owner or place(owner[s], seen):
-                        owner[s] = k
-                        return True
-            return False
-
-        return all(place(k, set()) for k in range(len(options)))
+        return every_one_placed(options)
 
     # ----------------------------------------------------------------- the Constraint methods
     def allowed(self) -> Tensor | None:
@@ -398,7 +367,7 @@ class CiConstraint(Constraint):
         if self.pending:
             mask = mask.clone()
             for char in self._keyword_steps():
-                if not tables.knows(char):
+                if not tables.has_head(char):
                     continue
                 probe = self._probe()
                 try:

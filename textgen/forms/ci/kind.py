@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgen.export import LoadedModel
-from textgen.forms.base import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm, optional_bool
+from textgen.forms.base import MAX_KEYWORDS, MAX_TITLE_CHARS, FormError, PreparedForm, keyword_list, optional_bool
 from textgen.forms.ci.constraint import (
     CiConstraint,
     CiPlan,
@@ -124,28 +124,8 @@ def _variant(form: Mapping, tune: Tune) -> Variant:
 
 
 def _keywords(form: Mapping, tables: CiTables, loaded: LoadedModel, shape: Variant) -> tuple[str, ...]:
-    value = form.get("keywords")
-    if value is None:
-        return ()
-    if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
-        raise FormError("form.keywords", f"`form.keywords` must be a list of strings or null, got {value!r}")
-    limit = min(len(shape.sentences), MAX_KEYWORDS)
-    if len(value) > limit:
-        raise FormError("form.keywords", f"`form.keywords`: at most {limit} (one a sentence), got {len(value)}")
-    longest = max(s.length for s in shape.sentences)
-    for word in value:
-        if not word:
-            raise FormError("form.keywords", "`form.keywords`: a keyword must not be empty")
-        if len(word) > longest:
-            raise FormError("form.keywords", f"`form.keywords`: {word!r} is longer than the tune's longest "
-                                             f"sentence ({longest} characters)")
-        for char in word:
-            if not tables.knows(char):
-                raise FormError("form.keywords", f"`form.keywords`: model {loaded.name!r} cannot write {char!r} of "
-                                                 f"{word!r} (not a Chinese character of its vocabulary)")
-    if len(set(value)) != len(value):
-        raise FormError("form.keywords", f"`form.keywords` repeats a keyword: {value!r}")
-    return tuple(value)
+    return keyword_list(form, most=min(len(shape.sentences), MAX_KEYWORDS), longest=max(s.length for s in shape.sentences),
+                        place="sentence", writes=tables.has_head, model=loaded.name)
 
 
 class CiKind:

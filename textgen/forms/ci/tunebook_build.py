@@ -39,7 +39,7 @@ from pathlib import Path
 
 from textgen.forms.ci.cilin import BOTH, cilin
 from textgen.forms.ci.tunebook import BOOK_FILE, FREE, INTERNAL_MARKS, LEVEL, LINE_END, OBLIQUE
-from textgen.forms.tang import is_han
+from textgen.forms.han import is_han
 from textgen.forms.tones import PING, ZE
 
 MIN_CI = 20
