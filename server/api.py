@@ -248,7 +248,8 @@ def generate() -> Response:
     return jsonify(dump(response))
 
 
-def _sse(payload: Any) -> str:
+def sse_data(payload: Any) -> str:
+    """One Server-Sent Event carrying ``payload`` as JSON (every stream's events: native and OpenAI)."""
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
@@ -264,24 +265,24 @@ def generate_stream() -> Response:
     def render(event: JobEvent) -> str:
         match event:
             case TextEvent(index, text, _, _, top):
-                return _sse({"index": index, "text": text} if top is None else
+                return sse_data({"index": index, "text": text} if top is None else
                             {"index": index, "text": text, "top_logprobs": top})
             case FinishEvent(index, sample):
                 payload = {"index": index, "finish_reason": sample.finish_reason,
                            "generated_chars": sample.generated_chars}
                 if sample.logprob is not None:
                     payload["logprob"] = sample.logprob
-                return _sse(payload)
+                return sse_data(payload)
             case ErrorEvent():
-                return _sse(job_error(job).body()) + "data: [DONE]\n\n"
+                return sse_data(job_error(job).body()) + "data: [DONE]\n\n"
             case DoneEvent():
                 usage = {"prompt_chars": prompt_chars,
                          "generated_chars": sum(s.generated_chars for s in job.samples.values())}
                 timing = {"queue_ms": round(job.queue_ms, 3), "generate_ms": round(job.generate_ms, 3)}
-                return _sse({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
+                return sse_data({"usage": usage, "timing": timing}) + "data: [DONE]\n\n"
 
     # a latex form's opening and prompt come first, so that each sample's text compiles alone
-    first = "".join(_sse({"index": i, "text": accepted.echo}) for i in range(len(job.rows))) if accepted.echo else ""
+    first = "".join(sse_data({"index": i, "text": accepted.echo}) for i in range(len(job.rows))) if accepted.echo else ""
     return sse_response(job, accepted.batcher, render, first)
 
 

@@ -20,7 +20,6 @@ Errors answer in OpenAI's shape, with ``param`` in the chat request's names.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from server.api import (
     model_batcher,
     read_json_object,
     refuse_ranked_stream,
+    sse_data,
     sse_response,
     wait_for,
 )
@@ -186,16 +186,12 @@ def usage(planned: PlannedChat) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _data(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
 def stream(planned: PlannedChat) -> Response:
     """Chat chunks: each choice's role (with ``textgen``), its text as it is written, its finish, [DONE]."""
     req, job = planned.request, planned.job
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        return _data({"id": planned.id, "object": "chat.completion.chunk", "created": planned.created,
+        return sse_data({"id": planned.id, "object": "chat.completion.chunk", "created": planned.created,
                       "model": req.model, "choices": choices, **extra})
 
     def render(event: JobEvent) -> str:
@@ -206,7 +202,7 @@ def stream(planned: PlannedChat) -> Response:
             case FinishEvent(index, sample):
                 return chunk([{"index": index, "delta": {}, "finish_reason": FINISH_REASONS[sample.finish_reason]}])
             case ErrorEvent():
-                return _data(_chat_error_body(job_error(job))) + "data: [DONE]\n\n"
+                return sse_data(_chat_error_body(job_error(job))) + "data: [DONE]\n\n"
             case DoneEvent():
                 last = ""
                 if req.stream_options is not None and req.stream_options.include_usage:

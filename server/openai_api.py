@@ -10,7 +10,6 @@ statuses the client maps (statuses are chosen once, in :mod:`server.errors`).
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from server.api import (
     model_batcher,
     read_json_object,
     refuse_ranked_stream,
+    sse_data,
     sse_response,
     wait_for,
 )
@@ -148,16 +148,12 @@ def usage(planned: Planned) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- streaming
-def _data(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
 def stream(planned: Planned) -> Response:
     """Completion chunks: the echoed prompts, text as it is written, a finish chunk per choice, [DONE]."""
     req, job = planned.request, planned.job
 
     def chunk(index: int, text: str, finish: str | None = None, lp: dict | None = None) -> str:
-        return _data({"id": planned.id, "object": "text_completion", "created": planned.created, "model": req.model,
+        return sse_data({"id": planned.id, "object": "text_completion", "created": planned.created, "model": req.model,
                       "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": lp}]})
 
     def text_chunk(event: TextEvent) -> str:
@@ -173,11 +169,11 @@ def stream(planned: Planned) -> Response:
             case FinishEvent(index, sample):
                 return chunk(index, "", FINISH_REASONS[sample.finish_reason])
             case ErrorEvent():
-                return _data(openai_error_body(job_error(job))) + "data: [DONE]\n\n"
+                return sse_data(openai_error_body(job_error(job))) + "data: [DONE]\n\n"
             case DoneEvent():
                 last = ""
                 if req.stream_options is not None and req.stream_options.include_usage:
-                    last = _data({"id": planned.id, "object": "text_completion", "created": planned.created,
+                    last = sse_data({"id": planned.id, "object": "text_completion", "created": planned.created,
                                   "model": req.model, "choices": [], "usage": usage(planned)})
                 return last + "data: [DONE]\n\n"
 

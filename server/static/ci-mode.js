@@ -8,15 +8,7 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const formSelect = $("form");
-  const option = document.createElement("option");
-  option.value = "ci";
-  option.textContent = "词 (ci) written to a tune";
-  formSelect.append(option);
-
-  const fields = document.createElement("div");
-  fields.className = "cionly";
-  fields.hidden = true;
-  fields.innerHTML = `
+  window.textgenPage.addFormMode("ci", "词 (ci) written to a tune", "cionly", `
     <label for="ci-search">Tune 词牌 <span class="hint">(type to filter)</span></label>
     <input id="ci-search" type="text" placeholder="浣溪沙, 鹧鸪天, 水调…" aria-controls="ci-tune">
     <select id="ci-tune" size="7" aria-label="tunes"></select>
@@ -26,8 +18,7 @@
     <label for="ci-title">Title 词题 <span class="hint">(optional, a line under the tune)</span></label>
     <input id="ci-title" type="text" placeholder="春晚">
     <label class="check"><input id="ci-rhyme" type="checkbox" checked> rhyme at the tune's rhymes (词林正韵)</label>
-    <label class="check"><input id="ci-tones" type="checkbox" checked> keep the tones the tune fixes</label>`;
-  document.querySelector(".latexonly").after(fields);
+    <label class="check"><input id="ci-tones" type="checkbox" checked> keep the tones the tune fixes</label>`);
 
   const tunesByModel = new Map();  // model -> Promise of its tunes (the route's list)
   let tunes = [];
@@ -109,10 +100,7 @@
     }
   }
 
-  formSelect.addEventListener("change", () => {
-    fields.hidden = formSelect.value !== "ci";
-    refresh();
-  });
+  formSelect.addEventListener("change", refresh);
   $("model").addEventListener("change", refresh);
   $("ci-search").addEventListener("input", filterTunes);
   $("ci-search").addEventListener("keydown", (event) => {  // Enter takes the first tune shown, not the form

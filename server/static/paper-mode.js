@@ -7,29 +7,17 @@
   "use strict";
   const $ = (id) => document.getElementById(id);
   const formSelect = $("form");
-  const option = document.createElement("option");
-  option.value = "paper";
-  option.textContent = "a whole paper (LaTeX, with its PDF)";
-  formSelect.append(option);
-
-  const fields = document.createElement("div");
-  fields.className = "paperonly";
-  fields.hidden = true;
-  fields.innerHTML = `
+  window.textgenPage.addFormMode("paper", "a whole paper (LaTeX, with its PDF)", "paperonly", `
     <label for="paper-title">Paper title <span class="hint">(empty: the model writes one)</span></label>
     <input id="paper-title" type="text" placeholder="On the cohomology of schemes">
     <label for="paper-sections">Sections</label>
-    <input id="paper-sections" type="number" min="1" max="6" value="2">`;
-  document.querySelector(".latexonly").after(fields);
+    <input id="paper-sections" type="number" min="1" max="6" value="2">`);
   const link = document.createElement("a");
   link.id = "paper-pdf";
   link.hidden = true;
   $("status").after(link);
 
   let pdfUrl = null;
-  formSelect.addEventListener("change", () => {
-    fields.hidden = formSelect.value !== "paper";
-  });
 
   function references(list) {
     if (!list.length) return "";
