@@ -46,7 +46,7 @@ from server.openai_schemas import ChatCompletion, ChatCompletionRequest, ChatMes
 from server.openapi import CHAT_OK, GENERATION_ERRORS, describe
 from textgen.export import LoadedModel
 from textgen.forms import FormError, form_keys
-from textgen.forms.ci import tunes_for
+from textgen.forms.ci import writable_tunes
 from textgen.forms.tang import TangForm
 from textgen.forms.wording import FormRequest, parse_form_request
 from textgen.sampling import SamplingParams, select_best
@@ -94,7 +94,7 @@ class PlannedChat:
 def tunes_in_words(loaded: LoadedModel) -> dict[str, dict[str, str]]:
     """The ``tunes`` table of :func:`parse_form_request` for ``loaded``: each tune it can write a ci to,
     the longest names first (摊破浣溪沙 is read before 浣溪沙)."""
-    names = sorted((entry["tune"] for entry in tunes_for(loaded)), key=len, reverse=True)
+    names = sorted((tune.name for tune in writable_tunes(loaded)), key=len, reverse=True)
     return {name: {"kind": "ci", "tune": name} for name in names}
 
 

@@ -19,20 +19,13 @@ from server.tunes_schemas import TuneList
 from textgen.export import LoadedModel
 from textgen.forms.ci import tunes_for
 from textgen.forms.ci.stanzas import stanzas_api
-from textgen.forms.ci.tunebook import tune_book
 
 bp = Blueprint("tunes", __name__)
 
 
 def tune_listing(loaded: LoadedModel) -> list[dict[str, Any]]:
     """:func:`tunes_for` with each shape's ``stanzas``."""
-    book = tune_book()
-    listing = tunes_for(loaded)
-    for entry in listing:
-        shapes = book.tunes[entry["tune"]].variants
-        for shape in entry["variants"]:
-            shape["stanzas"] = stanzas_api(shapes[shape["index"]])
-    return listing
+    return tunes_for(loaded, lambda shape: {"stanzas": stanzas_api(shape)})
 
 
 @bp.get("/v1/models/<name>/tunes")

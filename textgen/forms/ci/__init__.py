@@ -7,6 +7,6 @@
 * :mod:`textgen.forms.ci.kind`: the form object, its validation and :data:`FORM_KIND`.
 """
 
-from textgen.forms.ci.kind import CI_DEFAULTS, FORM_KIND, CiForm, tunes_for
+from textgen.forms.ci.kind import CI_DEFAULTS, FORM_KIND, CiForm, tunes_for, writable_tunes
 
-__all__ = ["FORM_KIND", "CiForm", "CI_DEFAULTS", "tunes_for"]
+__all__ = ["FORM_KIND", "CiForm", "CI_DEFAULTS", "tunes_for", "writable_tunes"]

@@ -10,7 +10,7 @@ after its last ``。``; it is never cut short (:mod:`textgen.forms.ci.constraint
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,11 +226,19 @@ class CiKind:
 FORM_KIND = CiKind()
 
 
-def tunes_for(loaded: LoadedModel) -> list[dict[str, Any]]:
-    """The tunes ``loaded`` can write (``GET /v1/models/<name>/tunes``), most written first: each
-    ``{"tune", "ci", "variants": [shape, ...]}`` (:meth:`Variant.to_api`); [] when its vocabulary
-    cannot write a ci."""
+def writable_tunes(loaded: LoadedModel) -> list[Tune]:
+    """The tune book's tunes, most written first, when ``loaded``'s vocabulary can write a ci; else []."""
     if ci_tables(loaded.tokenizer).layout_lacks():
         return []
-    return [{"tune": t.name, "ci": t.ci, "variants": [v.to_api() for v in t.variants]}
-            for t in tune_book().tunes.values()]
+    return list(tune_book().tunes.values())
+
+
+def tunes_for(loaded: LoadedModel,
+              shape_extras: Callable[[Variant], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The tunes ``loaded`` can write (``GET /v1/models/<name>/tunes``), most written first: each
+    ``{"tune", "ci", "variants": [shape, ...]}`` (:meth:`Variant.to_api`, with ``shape_extras(shape)``
+    added when given); [] when its vocabulary cannot write a ci."""
+    def shape(v: Variant) -> dict[str, Any]:
+        return {**v.to_api(), **shape_extras(v)} if shape_extras else v.to_api()
+
+    return [{"tune": t.name, "ci": t.ci, "variants": [shape(v) for v in t.variants]} for t in writable_tunes(loaded)]
