@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from server.paper_schemas import PAPER_DEFAULTS  # noqa: E402
 from textgen.export import load_export  # noqa: E402
 from textgen.forms.latex import latex_tables  # noqa: E402
+from textgen.machine import cpu_capability  # noqa: E402
 from textgen.paper import PIECE_RULES, PaperWriter  # noqa: E402
 
 OVERFULL = re.compile(r"^Overfull \\hbox \(([\d.]+)pt too wide\)", re.M)
@@ -245,7 +246,8 @@ def main() -> int:
             args.images.mkdir(parents=True, exist_ok=True)
             images = render_pages(result.pdf, args.images, f"paper-{loaded.name}-seed{seed}")
     report = {"checkpoint": args.checkpoint, "command": "python benchmarks/paper_report.py " + " ".join(sys.argv[1:]),
-              "torch_threads": args.threads, "jobs": args.jobs, "summary": summarize(rows) if rows else None, "papers": rows,
+              "torch_threads": args.threads, "jobs": args.jobs, "capability": cpu_capability(),
+              "summary": summarize(rows) if rows else None, "papers": rows,
               "images": images}
     if args.rule_costs:
         report["rule_costs"] = rule_costs(loaded, cfg, first_body, args.rule_costs)
