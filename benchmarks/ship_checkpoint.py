@@ -82,7 +82,7 @@ def main() -> None:
     dest = export_model(
         args.checkpoints / name, loaded.model, loaded.tokenizer, name=name, corpus=loaded.info.corpus,
         context_chars=loaded.info.context_chars, target_chars=loaded.info.target_chars,
-        training_config=training, metrics=metrics, dtype=dtype, untrained_pieces=untrained,
+        document_separator=loaded.info.document_separator, training_config=training, metrics=metrics, dtype=dtype, untrained_pieces=untrained,
         extra_files=extras,
     )
     print(f"shipped {dest} ({dtype}): val bpc {metrics['val_bpc']:.4f}, "

@@ -5,7 +5,7 @@ import torch
 from conftest import DATA_DIR
 
 from textgen.data.corpus import CorpusConfig, CorpusError, load_corpus
-from textgen.data.windows import RandomWindows, TiledWindows, as_stream, window_at
+from textgen.data.windows import DocumentStarts, RandomWindows, TiledWindows, as_stream, window_at
 from textgen.tokenizer import BOS_ID, PAD_ID
 
 
@@ -67,6 +67,32 @@ def test_window_layout():
     context, length, inputs, targets = window_at(stream, 5, context_chars=8, target_chars=4)
     assert context.tolist() == [BOS_ID, 10, 11, 12, 13, PAD_ID, PAD_ID, PAD_ID] and length == 5
     assert inputs.tolist() == [13, 14, 15, 16] and targets.tolist() == [14, 15, 16, 17]
+
+
+def test_document_contexts_start_where_the_document_starts():
+    """With document starts a window reads ``[BOS]`` and its document so far, as the sampler reads a
+    prompt that starts a document; from ``C`` tokens in, the context is the same as without them."""
+    sep = [7, 7]
+    ids = [10, 11, 12, *sep, 20, 21, 22, 23, 24, 25, 26, 27, *sep, 30]
+    starts = DocumentStarts(ids, sep)
+    assert starts.starts.tolist() == [1, 6, 16]
+    stream = as_stream(ids)
+    # a document's first token: the context is [BOS] alone, and the decoder starts from it
+    context, length, inputs, targets = window_at(stream, 6, 4, 3, starts.before(6))
+    assert context.tolist() == [BOS_ID, PAD_ID, PAD_ID, PAD_ID] and length == 1
+    assert inputs.tolist() == [BOS_ID, 20, 21] and targets.tolist() == [20, 21, 22]
+    # two tokens in: [BOS] 20 21, never the separator or the document before it
+    context, length, inputs, _ = window_at(stream, 8, 4, 3, starts.before(8))
+    assert context[:length].tolist() == [BOS_ID, 20, 21] and inputs.tolist() == [21, 22, 23]
+    # C tokens in and beyond: the plain window
+    for p in (10, 12):
+        assert all(torch.equal(a, b) for a, b in zip(window_at(stream, p, 4, 3, starts.before(p)),
+                                                     window_at(stream, p, 4, 3)))
+    tiles = TiledWindows(torch.tensor(ids), 4, 3, documents=starts)
+    targets = torch.cat([tiles[i][3] for i in range(len(tiles))])
+    assert targets[targets != PAD_ID].tolist() == ids  # still every token once
+    with pytest.raises(ValueError, match="separator"):
+        DocumentStarts(ids, [])
 
 
 def test_tiled_windows_score_every_token_once():

@@ -49,7 +49,7 @@ def test_corpus_yaml_holds_corpus_config_defaults(monkeypatch: pytest.MonkeyPatc
     defaults = field_defaults(CorpusConfig)
     assert {key: data[key] for key in defaults} == {**defaults, "path": "x.txt"}
     assert set(data) - set(defaults) == {"name", "context_chars", "target_chars", "batch_size",
-                                         "val_batch_size", "stride", "num_workers"}
+                                         "val_batch_size", "stride", "num_workers", "document_contexts"}
 
 
 def test_server_yaml_holds_every_server_setting_at_its_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,6 +84,42 @@ def test_finetuning_lowers_bpc_keeps_the_tokenizer_and_leaves_the_source_untouch
     assert len(sample.text) == 40 and "\ufffd" not in sample.text
 
 
+def test_document_contexts_are_trained_exported_and_evaluated_alike(workspace):
+    """``data.document_contexts=true`` (the ci model's setting): the export records the separator and
+    evaluation reads the windows as validation did, so the recorded val bpc is what evaluate gives."""
+    finetune(workspace, "export.name=doc-contexts", "data.document_contexts=true")
+    new = load_export(workspace["checkpoints"] / "doc-contexts")
+    assert new.info.document_separator == "\n\n"
+    assert load_export(workspace["source"]).info.document_separator is None
+    val = load_corpus(CorpusConfig(name="poems", path=str(workspace["poems"]))).val
+    metrics = json.loads((workspace["checkpoints"] / "doc-contexts" / "metrics.json").read_text())
+    assert metrics["val_bpc"] == pytest.approx(evaluate_text(new, val).bpc, rel=1e-4)
+    new.info.document_separator = None  # read across documents instead: not what it was validated on
+    assert metrics["val_bpc"] != pytest.approx(evaluate_text(new, val).bpc, rel=1e-4)
+
+
+def test_layout_positions_can_be_added_when_fine_tuning_and_start_from_the_source(workspace):
+    """The ci model's recipe: an export without layout positions gains them (their vectors start at
+    zero, so before training the model scores what its source does); an export's own are kept."""
+    finetune(workspace, "export.name=with-layout", "model.line_positions=6", "model.column_positions=12")
+    new_path = workspace["checkpoints"] / "with-layout"
+    new = load_export(new_path)
+    assert (new.info.model.line_positions, new.info.model.column_positions) == (6, 12)
+    assert new.info.model.newline_id == new.tokenizer.encode("\n")[0]
+    assert new.model.line_embedding.weight.abs().sum() > 0  # trained
+    val = load_corpus(CorpusConfig(name="poems", path=str(workspace["poems"]))).val
+    metrics = json.loads((new_path / "metrics.json").read_text())
+    assert metrics["source_val_bpc"] == pytest.approx(evaluate_text(load_export(workspace["source"]), val).bpc, rel=1e-4)
+    assert metrics["val_bpc"] == pytest.approx(evaluate_text(new, val).bpc, rel=1e-3)
+    sample = generate(new, "春", SamplingParams(max_new_chars=30, seed=1))[0]
+    assert len(sample.text) == 30
+    for runtime in ({"quantize": "int8"}, {"encoder_runtime": "onnxruntime"}):  # the CPU runtimes count alike
+        assert generate(load_export(new_path, **runtime), "春", SamplingParams(max_new_chars=30, seed=1))[0].text
+    result = cli("train", "data=text", f"data.path={workspace['poems']}", f"init_from={new_path}",
+                 "model.line_positions=8", "export.name=other-layout", check=False)
+    assert result.returncode == 2 and "model.line_positions=8 (the export has 6)" in result.stderr
+
+
 def test_an_architecture_override_that_contradicts_the_export_fails_before_training(workspace):
     started = time.monotonic()
     result = finetune(workspace, "model.hidden=64", "model=lstm", "model.peephole=true", "export.name=wrong",

@@ -210,3 +210,80 @@ def test_a_peephole_decoder_steps_like_its_forward_and_its_peepholes_train(encod
 def test_peepholes_are_for_the_lstm_only():
     with pytest.raises(ValueError, match=r"\['peephole'\].*peephole only with cell=lstm"):
         ModelConfig(vocab_size=VOCAB, cell="gru", peephole=True)
+
+
+NEWLINE = 5  # the line-break token of the layout tests
+
+
+def layout_model(encoder_layers: int = 1, cell: str = "gru") -> Seq2SeqLM:
+    """A tiny model with layout positions whose vectors are not zero (as after training)."""
+    model = tiny(cell, encoder_layers, line_positions=4, column_positions=6, newline_id=NEWLINE)
+    with torch.no_grad():
+        for table in (model.line_embedding, model.column_embedding):
+            table.weight.normal_()
+    return model
+
+
+@pytest.mark.parametrize("encoder_layers", [0, 1])
+def test_layout_positions_count_lines_and_columns_as_sampling_reads_them(encoder_layers):
+    model = layout_model(encoder_layers)
+    BOS = 1
+    # row 0 starts a document: [BOS] a b \n c | row 1 starts mid-document, then a blank line
+    context = torch.tensor([[BOS, 9, 9, NEWLINE, 9, 9, 3, 3], [9, 9, NEWLINE, NEWLINE, 9, 9, 9, 9]])
+    lengths = torch.tensor([6, 8])
+    with torch.no_grad():
+        state = model.start(context, lengths)
+    # after all but the last context token: row 0 on line 1, column 1; row 1 on line 0 (the blank line
+    # started a document), column 3
+    assert state.layout.tolist() == [[1, 1, 0], [0, 3, 0]]
+    inputs = torch.tensor([[9, NEWLINE, 9, 9, 9, 9, 9, 9, NEWLINE, NEWLINE, 9], [9] * 11])
+    with torch.no_grad():
+        full, _ = model(context, inputs, context_lengths=lengths)
+        stepped = step_by_step(model, context, lengths, inputs)
+        _, after = model.decode(inputs, model.start(context, lengths))
+    torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
+    # row 0: a blank line after its line 2 starts a new document (line 0) at column 1; row 1's
+    # column stays at the last vector (5) however long the line runs
+    assert after.layout.tolist() == [[0, 1, 0], [0, 5, 0]]
+    # a context that reaches no document start or line break: the last line and column vectors
+    unknown = model.start(torch.full((1, 4), 9))
+    assert unknown.layout.tolist() == [[3, 5, 0]]
+
+
+def test_layout_positions_change_the_prediction_only_through_the_layout():
+    """The same last characters on another line or column give other logits (the layout is read),
+    and zero layout vectors give exactly the model without layout positions."""
+    model = layout_model()
+    inputs = torch.tensor([[9, 9, 9]])
+    with torch.no_grad():
+        on_line_1, _ = model(torch.tensor([[1, 9, NEWLINE, 9]]), inputs)
+        on_line_2, _ = model(torch.tensor([[1, NEWLINE, NEWLINE, 9]]), inputs)
+        assert not torch.allclose(on_line_1, on_line_2)
+        plain = tiny("gru", 1)
+        model.line_embedding.weight.zero_()
+        model.column_embedding.weight.zero_()
+        context = torch.tensor([[1, 9, NEWLINE, 9]])
+        torch.testing.assert_close(model(context, inputs)[0], plain(context, inputs)[0])
+
+
+def test_layout_positions_are_checked_and_old_configs_have_none():
+    with pytest.raises(ValueError, match="newline_id"):
+        ModelConfig(vocab_size=VOCAB, line_positions=8)
+    with pytest.raises(ValueError, match="line_positions"):
+        ModelConfig(vocab_size=VOCAB, line_positions=1, newline_id=NEWLINE)
+    with pytest.raises(ValueError, match="newline_id"):
+        ModelConfig(vocab_size=VOCAB, newline_id=NEWLINE)  # no layout: no newline id
+    config = layout_model().config
+    assert ModelConfig.from_dict(config.to_dict()) == config and config.has_layout
+    old = {k: v for k, v in ModelConfig(vocab_size=VOCAB).to_dict().items()
+           if k not in ("line_positions", "column_positions", "newline_id")}
+    assert not ModelConfig.from_dict(old).has_layout
+
+
+def test_a_layout_model_keeps_its_module_step():
+    from textgen.models.fused_step import FusedStepError, can_fuse, fuse_step
+
+    model = layout_model()
+    assert not can_fuse(model)
+    with pytest.raises(FusedStepError, match="layout positions"):
+        fuse_step(model)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from textgen.data.windows import TiledWindows, Window, window_at
+from textgen.data.windows import DocumentStarts, TiledWindows, Window, window_at
 from textgen.export import LoadedModel
 from textgen.models import Seq2SeqLM
 from textgen.tokenizer import BOS_ID, PAD_ID, add_token_logprob
@@ -68,11 +68,14 @@ def evaluate_text(
     max_chars: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
-    """Score ``text`` with consecutive windows, each with the context validation gives it."""
+    """Score ``text`` with consecutive windows, each with the context validation gives it (stopping
+    at a document's start when the model was trained so)."""
     if max_chars is not None:
         text = text[:max_chars]
     ids = loaded.tokenizer.encode(text)
-    dataset = TiledWindows(torch.tensor(ids), loaded.info.context_chars, loaded.info.target_chars)
+    separator = loaded.info.document_separator
+    documents = DocumentStarts(ids, loaded.tokenizer.encode(separator)) if separator else None
+    dataset = TiledWindows(torch.tensor(ids), loaded.info.context_chars, loaded.info.target_chars, documents)
     device = next(loaded.model.parameters()).device
     table = torch.tensor(loaded.tokenizer.chars_per_token, device=device)
     loader = DataLoader(dataset, batch_size=batch_size)

@@ -70,6 +70,10 @@ class ExportInfo:
     """Tokens the decoder wrote from one context in training; the sampler re-reads its context
     after as many."""
     created: str
+    document_separator: str | None = None
+    """Set when training contexts stopped at a document's start (``data.document_contexts``): the
+    separator between documents, so evaluation reads a text's windows as training did.  None in
+    exports trained with contexts that run on across documents (all older ones)."""
     untrained_pieces: list[int] = field(default_factory=list)
     """Token ids that never occur in the training text (byte pieces, mostly): their output weights
     were never a target, so the sampler does not emit them.  Empty in exports older than this field."""
@@ -78,7 +82,8 @@ class ExportInfo:
         return {
             "format": FORMAT, "version": FORMAT_VERSION, "name": self.name, "corpus": self.corpus,
             "created": self.created, "model": self.model.to_dict(),
-            "window": {"context_chars": self.context_chars, "target_chars": self.target_chars},
+            "window": {"context_chars": self.context_chars, "target_chars": self.target_chars,
+                       "document_separator": self.document_separator},
             "untrained_pieces": self.untrained_pieces,
         }
 
@@ -136,6 +141,7 @@ def export_model(
     corpus: str,
     context_chars: int,
     target_chars: int,
+    document_separator: str | None = None,
     training_config: str = "",
     metrics: dict[str, Any] | None = None,
     dtype: str = "float32",
@@ -152,7 +158,7 @@ def export_model(
         raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     info = ExportInfo(
         name=name, corpus=corpus, model=model.config, context_chars=context_chars,
-        target_chars=target_chars, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        target_chars=target_chars, document_separator=document_separator, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         untrained_pieces=sorted(int(i) for i in untrained_pieces or []),
     )
     state = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
@@ -187,7 +193,7 @@ def read_info(path: str | os.PathLike) -> ExportInfo:
         return ExportInfo(
             name=raw["name"], corpus=raw["corpus"], model=ModelConfig.from_dict(raw["model"]),
             context_chars=int(raw["window"]["context_chars"]), target_chars=int(raw["window"]["target_chars"]),
-            created=raw.get("created", ""),
+            document_separator=raw["window"].get("document_separator"), created=raw.get("created", ""),
             untrained_pieces=[int(i) for i in raw.get("untrained_pieces", [])],
         )
     except ExportError:

@@ -185,6 +185,7 @@ def build_datamodule(cfg: DictConfig, start: RunStart):
     datamodule = WindowDataModule(
         corpus.train_ids, corpus.val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
+        document_separator=start.tokenizer.encode(data.document_separator) if data.document_contexts else None,
     )
     if len(datamodule.train_set) < data.batch_size:
         raise TrainingError(
@@ -202,7 +203,9 @@ def build_task(cfg: DictConfig, start: RunStart):
     from textgen.training.module import LanguageModelTask
 
     model_values = OmegaConf.to_container(cfg.model, resolve=True)
-    model_config = ModelConfig.from_dict({**model_values, "vocab_size": start.tokenizer.vocab_size})
+    layout = model_values.get("line_positions") or model_values.get("column_positions")
+    model_config = ModelConfig.from_dict({**model_values, "vocab_size": start.tokenizer.vocab_size,
+                                          "newline_id": start.tokenizer.encode("\n")[0] if layout else None})
     task = LanguageModelTask(
         model_config, start.tokenizer.chars_per_token,
         optimizer=instantiate(cfg.optim),
@@ -374,6 +377,7 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
     export_model(
         dest, task.model, start.tokenizer, name=export_name, corpus=start.corpus.name,
         context_chars=cfg.data.context_chars, target_chars=cfg.data.target_chars,
+        document_separator=cfg.data.document_separator if cfg.data.document_contexts else None,
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
         untrained_pieces=untrained_pieces(start), extra_files=latex_files(cfg, start),
     )

@@ -14,6 +14,12 @@ Training draws windows at every ``stride``-th position in random order; evaluati
 with consecutive windows so that every token is scored exactly once, with the same context a
 generated character would have had.
 
+With :class:`DocumentStarts` (``data.document_contexts``) a context never reaches back across the
+document separator: a window less than ``C`` tokens into a document reads ``[BOS]`` and the
+document so far, which is what the sampler reads when a prompt starts a document (a ci's tune
+line, a poem's title).  Without it the context runs on into the previous document, a context the
+sampler never gives a prompt.
+
 The ids may be a tensor, a list, or a numpy array or memory map (:mod:`textgen.data.tokens`):
 arrays are never copied, a window reads only its own slice, so a corpus of gigabytes costs no
 memory beyond the pages the windows touch.
@@ -109,10 +115,40 @@ def stream_of(ids: Tensor | np.ndarray | list[int]) -> Tensor | TokenStream:
     return as_stream(ids)
 
 
-def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_chars: int) -> Window:
-    """The window whose first target is ``stream[p]``; short tails are padded with ``PAD_ID``."""
+class DocumentStarts:
+    """Where each document of a stream starts: the positions just after every ``separator``.
+
+    ``before(p)`` is the start of the document that holds stream position ``p`` (1 for the first).
+    """
+
+    def __init__(self, ids: Tensor | np.ndarray | list[int], separator: list[int]) -> None:
+        if not separator:
+            raise ValueError("a document separator of at least one token is needed")
+        ids = np.asarray(ids)
+        k = len(separator)
+        match = np.ones(max(len(ids) - k + 1, 0), dtype=bool)
+        for offset, token in enumerate(separator):
+            match &= ids[offset:len(ids) - k + 1 + offset] == token
+        # ids[i:i+k] is a separator -> the next document starts at ids[i+k], stream position i+k+1
+        self.starts = np.concatenate([[1], np.flatnonzero(match) + k + 1]).astype(np.int64)
+
+    def before(self, p: int) -> int:
+        return int(self.starts[np.searchsorted(self.starts, p, side="right") - 1])
+
+
+def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_chars: int,
+              document_start: int | None = None) -> Window:
+    """The window whose first target is ``stream[p]``; short tails are padded with ``PAD_ID``.
+
+    With ``document_start`` (the stream position where ``p``'s document starts) the context is
+    ``[BOS]`` and the document up to ``p``, cut to its last ``C`` tokens, and the decoder's first
+    input is the context's last token, as in sampling from a prompt that starts a document.
+    """
     C, T = context_chars, target_chars
-    ctx = stream[max(0, p - C):p]
+    if document_start is None or p - document_start >= C:
+        ctx = stream[max(0, p - C):p]
+    else:
+        ctx = torch.cat([torch.tensor([BOS_ID], dtype=torch.long), stream[document_start:p]])[-C:]
     context = torch.full((C,), PAD_ID, dtype=torch.long)
     context[: len(ctx)] = ctx
     inputs = torch.full((T,), PAD_ID, dtype=torch.long)
@@ -120,15 +156,19 @@ def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_c
     tgt = stream[p:p + T]
     targets[: len(tgt)] = tgt
     inputs[: len(tgt)] = stream[p - 1:p - 1 + len(tgt)]
+    if len(tgt):
+        inputs[0] = ctx[-1]
     return context, torch.tensor(len(ctx)), inputs, targets
 
 
 class RandomWindows(Dataset):
     """Every ``stride``-th full window of the stream; shuffle it with the DataLoader's sampler."""
 
-    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int, stride: int = 1) -> None:
+    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int, stride: int = 1,
+                 documents: DocumentStarts | None = None) -> None:
         self.stream = stream_of(ids)
         self.context_chars, self.target_chars, self.stride = context_chars, target_chars, stride
+        self.documents = documents
         last = len(self.stream) - target_chars  # the last p whose targets are all real tokens
         if last < 1:
             raise ValueError(
@@ -141,24 +181,31 @@ class RandomWindows(Dataset):
 
     def __getitem__(self, index: int) -> Window:
         p = 1 + index * self.stride
-        return window_at(self.stream, p, self.context_chars, self.target_chars)
+        return window_at(self.stream, p, self.context_chars, self.target_chars, _start(self.documents, p))
 
 
 class TiledWindows(Dataset):
     """Consecutive windows covering every token of the stream once (for validation and evaluation)."""
 
-    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int) -> None:
+    def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int,
+                 documents: DocumentStarts | None = None) -> None:
         self.stream = stream_of(ids)
         if len(self.stream) < 2:
             raise ValueError("cannot evaluate an empty text")
         self.context_chars, self.target_chars = context_chars, target_chars
+        self.documents = documents
         self._count = (len(self.stream) - 1 + target_chars - 1) // target_chars
 
     def __len__(self) -> int:
         return self._count
 
     def __getitem__(self, index: int) -> Window:
-        return window_at(self.stream, 1 + index * self.target_chars, self.context_chars, self.target_chars)
+        p = 1 + index * self.target_chars
+        return window_at(self.stream, p, self.context_chars, self.target_chars, _start(self.documents, p))
+
+
+def _start(documents: DocumentStarts | None, p: int) -> int | None:
+    return None if documents is None else documents.before(p)
 
 
 #: Up to this many training windows torch's own shuffle is used (the order every earlier run had);

@@ -173,10 +173,11 @@ class FusedStep(nn.Module):
 
 
 def can_fuse(model: Seq2SeqLM) -> bool:
-    """Whether ``model``'s step can be fused: a float32 ``nn.GRU``/``nn.LSTM``/``nn.RNN`` decoder."""
+    """Whether ``model``'s step can be fused: a float32 ``nn.GRU``/``nn.LSTM``/``nn.RNN`` decoder, without
+    layout positions (their line and column are counted by the module step)."""
     decoder = model.decoder
     return (isinstance(decoder, nn.RNNBase) and decoder.mode in _GATES and not decoder.proj_size
-            and all(p.dtype == torch.float32 for p in decoder.parameters()))
+            and not model.config.has_layout and all(p.dtype == torch.float32 for p in decoder.parameters()))
 
 
 def use_decode_step(model: Seq2SeqLM, mode: str) -> Seq2SeqLM:
@@ -192,7 +193,7 @@ def fuse_step(model: Seq2SeqLM) -> Seq2SeqLM:
     """``model`` with its decoding step fused (:class:`FusedStep`, float32, inference only); in place."""
     if not can_fuse(model):
         raise FusedStepError("only a float32 nn.GRU/nn.LSTM/nn.RNN decoder can have its step fused "
-                             "(int8 weights keep their own step)")
+                             "(int8 weights and models with layout positions keep their own step)")
     model.fused_step = FusedStep(model)
     return model
 

@@ -11,6 +11,13 @@ attention writes the continuation one character at a time.
 The head is a linear layer (optionally tied to the embedding) or, for large vocabularies, an
 adaptive softmax.
 
+With ``line_positions``/``column_positions`` the decoder's input also adds a learned vector for
+where the character stands in the text's layout: the line of the document it is on and its column
+(tokens since the line began), counted by the model itself from the context and from every token it
+reads (:class:`DecoderState.layout`), so sampling, training and evaluation count alike.  Verse whose
+lines and sentences have fixed lengths (a ci to its tune) is then a lookup of tune, line and column
+rather than a count the recurrent state must keep.
+
 ``encoder.layers = 0`` gives a decoder-only char-rnn: there is no memory, and :meth:`start` instead
 "burns in" the context through the decoder itself, so both kinds see the same characters.
 
@@ -32,9 +39,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from textgen.models.peephole import PeepholeLSTM
+from textgen.tokenizer import BOS_ID, PAD_ID  # padded targets are ignored by the loss; BOS starts a text
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-PAD_ID = 3  # the tokenizer's padding id; padded targets are ignored by the loss
 
 
 @dataclass
@@ -49,7 +56,8 @@ class EncoderConfig:
 
 #: Fields added after exports were first written, each with the value that describes the model of an
 #: export whose config lacks it (not a second default: new configs always carry the field).
-ABSENT_FROM_OLD_EXPORTS: dict[str, Any] = {"attention_residual": False}
+ABSENT_FROM_OLD_EXPORTS: dict[str, Any] = {"attention_residual": False, "line_positions": 0, "column_positions": 0,
+                                           "newline_id": None}
 
 
 @dataclass
@@ -89,6 +97,16 @@ class ModelConfig:
     puts the ~740 commonest Tang characters in the head cluster. For large vocabularies only."""
     adaptive_div: float = 4.0
     """Each adaptive tail cluster's projection is ``adaptive_div`` times narrower than the last."""
+    line_positions: int = 0
+    """Layout: the decoder's input adds a learned vector for the line of the document it is on
+    (lines since the document began: BOS or a blank line), the last of ``line_positions`` vectors
+    also for every later line and for a context that does not reach the document's start.  0: off."""
+    column_positions: int = 0
+    """Layout: a learned vector for the column (tokens since the line began), the last for that many
+    or more.  0: off."""
+    newline_id: int | None = None
+    """The tokenizer's id of a line break, which the layout counts (set from the tokenizer, like
+    ``vocab_size``; only with layout positions)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
@@ -107,13 +125,18 @@ class ModelConfig:
             and all(PAD_ID < c < self.vocab_size for c in self.adaptive_cutoffs),
             "adaptive_div": self.adaptive_div >= 1.0,
             "peephole": not self.peephole or self.cell == "lstm",
+            "line_positions": self.line_positions == 0 or self.line_positions >= 2,
+            "column_positions": self.column_positions == 0 or self.column_positions >= 2,
+            "newline_id": (not self.has_layout and self.newline_id is None)
+            or (self.has_layout and self.newline_id is not None and 0 <= self.newline_id < self.vocab_size),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"invalid model config field(s) {bad}: {self}; cell must be one of {sorted(CELLS)}, "
                 "adaptive_cutoffs increasing ids between the special tokens and vocab_size, "
-                "peephole only with cell=lstm"
+                "peephole only with cell=lstm, line/column_positions 0 (off) or at least 2, and newline_id "
+                "a token id exactly when they are on"
             )
         if self.adaptive_cutoffs and self.tie_weights:
             raise ValueError("model.tie_weights and model.adaptive_cutoffs cannot be combined")
@@ -122,6 +145,11 @@ class ModelConfig:
     @property
     def has_encoder(self) -> bool:
         return self.encoder.layers > 0
+
+    @property
+    def has_layout(self) -> bool:
+        """Whether the decoder is told its line and/or column (:attr:`line_positions`)."""
+        return self.line_positions > 0 or self.column_positions > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,8 +173,9 @@ class DecoderState:
     memory: Tensor | None = None  # (B, Tc, 2*He) encoder outputs
     keys: Tensor | None = None  # (B, Tc, H) memory projected for attention
     memory_mask: Tensor | None = None  # (B, Tc) True where the context has a character
+    layout: Tensor | None = None  # (B, 3) line, column, last token a line break: models with layout positions
 
-    _BATCH_DIM = {"hidden": 1, "cell": 1, "memory": 0, "keys": 0, "memory_mask": 0}
+    _BATCH_DIM = {"hidden": 1, "cell": 1, "memory": 0, "keys": 0, "memory_mask": 0, "layout": 0}
 
     def _map(self, fn) -> DecoderState:
         return replace(self, **{
@@ -254,6 +283,11 @@ class Seq2SeqLM(nn.Module):
             self.head_bias = nn.Parameter(torch.zeros(config.vocab_size))
         else:
             self.head = nn.Linear(H, config.vocab_size)
+        # Zero at first (and drawing no random numbers): a model given layout positions starts as the
+        # same model without them, so fine-tuning one into the other starts where its source is.
+        self.line_embedding, self.column_embedding = (
+            nn.Embedding.from_pretrained(torch.zeros(n, E), freeze=False) if n else None
+            for n in (config.line_positions, config.column_positions))
         self.fused_step: nn.Module | None = None  # set by textgen.models.fused_step.fuse_step for decoding
         self._init_recurrent()
 
@@ -284,9 +318,48 @@ class Seq2SeqLM(nn.Module):
         B, Tc = context.shape
         if lengths is None:
             lengths = torch.full((B,), Tc, dtype=torch.long, device=context.device)
-        if self.config.has_encoder:
-            return self._encode(context, lengths)
-        return self._burn_in(context, lengths)
+        state = self._encode(context, lengths) if self.config.has_encoder else self._burn_in(context, lengths)
+        if self.config.has_layout:
+            state = replace(state, layout=self._context_layout(context, lengths))
+        return state
+
+    # ------------------------------------------------------------------ layout (line, column)
+    def _layout_caps(self) -> tuple[int, int]:
+        return max(self.config.line_positions - 1, 0), max(self.config.column_positions - 1, 0)
+
+    def _advance_layout(self, layout: Tensor, tokens: Tensor) -> Tensor:
+        """The layout (B, 3) after reading ``tokens`` (B,): BOS or a blank line starts a document's
+        first line, a line break the next line; columns count tokens since the line began."""
+        line, column, after_break = layout.unbind(1)
+        line_cap, column_cap = self._layout_caps()
+        is_break, is_bos = tokens == self.config.newline_id, tokens == BOS_ID
+        line = torch.where(is_bos | (is_break & after_break.bool()), 0, line + is_break.long())
+        column = torch.where(is_break | is_bos, 0, column + 1)
+        return torch.stack([line.clamp(max=line_cap), column.clamp(max=column_cap), is_break.long()], dim=1)
+
+    def _context_layout(self, context: Tensor, lengths: Tensor) -> Tensor:
+        """The layout after all but the last context token (the decoder's first input); a context that
+        does not reach back to a document's start or a line break leaves line/column at their caps."""
+        line_cap, column_cap = self._layout_caps()
+        layout = torch.tensor([line_cap, column_cap, 0], device=context.device).repeat(context.shape[0], 1)
+        for t in range(context.shape[1] - 1):
+            live = (t < lengths - 1)[:, None]
+            layout = torch.where(live, self._advance_layout(layout, context[:, t]), layout)
+        return layout
+
+    def _layout_vectors(self, inputs: Tensor, layout: Tensor) -> tuple[Tensor, Tensor]:
+        """What the layout adds to each input's embedding (B, T, E), and the layout after ``inputs``."""
+        lines, columns = [], []
+        for t in range(inputs.shape[1]):
+            layout = self._advance_layout(layout, inputs[:, t])
+            lines.append(layout[:, 0])
+            columns.append(layout[:, 1])
+        added = 0
+        if self.line_embedding is not None:
+            added = added + self.line_embedding(torch.stack(lines, dim=1))
+        if self.column_embedding is not None:
+            added = added + self.column_embedding(torch.stack(columns, dim=1))
+        return added, layout
 
     def _run_rnn(self, rnn: nn.RNNBase, x: Tensor, lengths: Tensor, state=None):
         """Run ``rnn`` over right-padded ``x`` (B, T, E); packs only when rows differ in length and
@@ -350,12 +423,16 @@ class Seq2SeqLM(nn.Module):
 
     def _features(self, inputs: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """The head's input (B, T, H), after attention and dropout, and the new state."""
-        x = self.dropout(self.embedding(inputs))  # (B, T, E)
-        out, final = self.decoder(x, self._rnn_state(state))  # (B, T, H)
+        x = self.embedding(inputs)  # (B, T, E)
+        layout = state.layout
+        if layout is not None:
+            added, layout = self._layout_vectors(inputs, layout)
+            x = x + added
+        out, final = self.decoder(self.dropout(x), self._rnn_state(state))  # (B, T, H)
         h, c = final if isinstance(final, tuple) else (final, None)
         if state.memory is not None:
             out = self._attend(out, state)  # (B, T, H)
-        return self.dropout(out), replace(state, hidden=h, cell=c)
+        return self.dropout(out), replace(state, hidden=h, cell=c, layout=layout)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One character for every row: ``tokens`` (B,) -> logits (B, V) and the next state.

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from textgen.data.windows import RandomWindows, TiledWindows, train_order
+from textgen.data.windows import DocumentStarts, RandomWindows, TiledWindows, train_order
 
 
 class ShardSampler(DistributedSampler):
@@ -81,10 +81,14 @@ class WindowDataModule(pl.LightningDataModule):
         stride: int = 1,
         num_workers: int = 0,
         seed: int = 0,
+        document_separator: list[int] | None = None,
     ) -> None:
+        """``document_separator`` (token ids): contexts stop at a document's start
+        (:class:`~textgen.data.windows.DocumentStarts`); None lets them run on across documents."""
         super().__init__()
-        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride)
-        self.val_set = TiledWindows(val_ids, context_chars, target_chars)
+        starts = (lambda ids: DocumentStarts(ids, document_separator)) if document_separator else (lambda ids: None)
+        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=starts(train_ids))
+        self.val_set = TiledWindows(val_ids, context_chars, target_chars, documents=starts(val_ids))
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers

@@ -36,6 +36,9 @@ log = logging.getLogger("textgen.train")
 #: Model fields that shape the weights: an export's values are final.
 ARCHITECTURE = ("cell", "embedding", "hidden", "layers", "tie_weights", "layer_norm", "peephole",
                 "adaptive_cutoffs", "encoder.layers", "encoder.hidden", "vocab_size")
+#: Layout positions (:class:`~textgen.models.ModelConfig`): an export without them may gain them when
+#: fine-tuned (their vectors start at zero, so the model starts as the export); one with them keeps its own.
+LAYOUT = ("line_positions", "column_positions")
 #: Window fields taken from the export unless given on the command line.
 WINDOWS = ("context_chars", "target_chars")
 
@@ -57,7 +60,11 @@ class RunStart:
     def load_weights(self, model: Seq2SeqLM) -> None:
         """Copy the source export's weights into ``model`` (nothing without ``init_from``)."""
         if self.source is not None:
-            model.load_state_dict(self.source.model.state_dict())
+            missing, unexpected = model.load_state_dict(self.source.model.state_dict(), strict=False)
+            grown = {f"{name.split('_')[0]}_embedding.weight" for name in LAYOUT}
+            if unexpected or set(missing) - grown:
+                raise FineTuneError(f"init_from: the export's weights do not fit the model: missing {missing}, "
+                                    f"unexpected {unexpected}")
 
 
 def _override_keys(overrides: list[str]) -> dict[str, str]:
@@ -87,6 +94,9 @@ def architecture_conflicts(export_model: dict[str, Any], cfg_model: dict[str, An
     for name in ARCHITECTURE:
         if name in explicit and name != "vocab_size" and _get(cfg_model, name) != _get(export_model, name):
             conflicts.append(f"model.{name}={_get(cfg_model, name)} (the export has {_get(export_model, name)})")
+    for name in LAYOUT:
+        if name in explicit and export_model.get(name) and cfg_model.get(name) != export_model[name]:
+            conflicts.append(f"model.{name}={cfg_model.get(name)} (the export has {export_model[name]})")
     if "vocab_size" in explicit and cfg_model.get("vocab_size") != export_model["vocab_size"]:
         conflicts.append(f"model.vocab_size={cfg_model.get('vocab_size')} (the export's tokenizer has "
                          f"{export_model['vocab_size']} pieces)")
@@ -122,6 +132,9 @@ def apply_init_from(cfg: DictConfig, overrides: list[str]) -> LoadedModel:
         model = {k: v for k, v in exported.items() if k != "vocab_size"}
         if "model.dropout" in keys:
             model["dropout"] = cfg_model["dropout"]
+        for name in LAYOUT:
+            if f"model.{name}" in keys:  # grown (the conflicts above refuse changing the export's own)
+                model[name] = cfg_model[name]
         cfg.model = OmegaConf.create(model)
         for name in WINDOWS:
             if f"data.{name}" not in keys:
