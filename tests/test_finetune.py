@@ -101,7 +101,8 @@ def test_document_contexts_are_trained_exported_and_evaluated_alike(workspace):
 def test_layout_positions_can_be_added_when_fine_tuning_and_start_from_the_source(workspace):
     """The ci model's recipe: an export without layout positions gains them (their vectors start at
     zero, so before training the model scores what its source does); an export's own are kept."""
-    finetune(workspace, "export.name=with-layout", "model.line_positions=6", "model.column_positions=12")
+    finetune(workspace, "export.name=with-layout", "model.line_positions=6", "model.column_positions=12",
+             "data.layout_chars=，。", "data.layout_loss_weight=1.0")
     new_path = workspace["checkpoints"] / "with-layout"
     new = load_export(new_path)
     assert (new.info.model.line_positions, new.info.model.column_positions) == (6, 12)
@@ -118,6 +119,9 @@ def test_layout_positions_can_be_added_when_fine_tuning_and_start_from_the_sourc
     result = cli("train", "data=text", f"data.path={workspace['poems']}", f"init_from={new_path}",
                  "model.line_positions=8", "export.name=other-layout", check=False)
     assert result.returncode == 2 and "model.line_positions=8 (the export has 6)" in result.stderr
+    result = finetune(workspace, "export.name=bad-layout", f"data.layout_chars=，{UNSEEN[0]}",
+                      "data.layout_loss_weight=1.0", check=False)
+    assert result.returncode != 0 and f"data.layout_chars: ['{UNSEEN[0]}'] not in the tokenizer" in result.stderr
 
 
 def test_an_architecture_override_that_contradicts_the_export_fails_before_training(workspace):

@@ -287,3 +287,25 @@ def test_a_layout_model_keeps_its_module_step():
     assert not can_fuse(model)
     with pytest.raises(FusedStepError, match="layout positions"):
         fuse_step(model)
+
+
+@pytest.mark.parametrize("extra", [{}, {"adaptive_cutoffs": [10, 20]}, {"adaptive_cutoffs": [6, 20]}])
+def test_the_layout_loss_is_the_cross_entropy_of_which_layout_token_comes_next(extra):
+    """Against the model's whole distribution: p(a layout token) where one comes, else 1 - p(any)."""
+    model = tiny("gru", 1, **extra)
+    layout = torch.tensor([5, 7, 8])  # in the adaptive head's shortlist, or (cutoff 6) partly beyond it
+    context = torch.randint(4, VOCAB, (2, 6))
+    inputs = torch.randint(4, VOCAB, (2, 9))
+    targets = torch.randint(4, VOCAB, (2, 9))
+    targets[0, :4] = torch.tensor([5, 7, 8, 5])
+    targets[1, 7:] = 3  # padding is not scored
+    with torch.no_grad():
+        loss, layout_loss = model.layout_losses(context, inputs, targets, layout)
+        logits, _ = model(context, inputs)
+        logprobs = torch.log_softmax(logits, dim=-1)[targets != 3]
+        wanted = targets[targets != 3]
+        probs = logprobs.exp()
+        expected = [-lp[y].item() if y in layout else -torch.log(1 - p[layout].sum()).item()
+                    for lp, p, y in zip(logprobs, probs, wanted.tolist())]
+    assert layout_loss.item() == pytest.approx(sum(expected) / len(expected), rel=1e-4)
+    assert loss.item() == pytest.approx(-logprobs.gather(1, wanted[:, None]).mean().item(), rel=1e-4)

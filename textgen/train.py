@@ -210,10 +210,20 @@ def build_task(cfg: DictConfig, start: RunStart):
         model_config, start.tokenizer.chars_per_token,
         optimizer=instantiate(cfg.optim),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        layout_ids=layout_token_ids(cfg.data.layout_chars, start.tokenizer), layout_loss_weight=cfg.data.layout_loss_weight,
     )
     start.load_weights(task.model)
     log.info("model: %s, %s parameters", model_config, f"{task.model.num_params():,}")
     return task
+
+
+def layout_token_ids(chars: str, tokenizer) -> list[int]:
+    """The token of each of ``data.layout_chars``; a character the vocabulary lacks is an error."""
+    ids = [tokenizer.encode(char) for char in dict.fromkeys(chars)]
+    missing = [char for char, pieces in zip(dict.fromkeys(chars), ids) if len(pieces) != 1]
+    if missing:
+        raise TrainingError(f"data.layout_chars: {missing!r} not in the tokenizer's vocabulary (byte pieces)")
+    return [pieces[0] for pieces in ids]
 
 
 def score_source(cfg: DictConfig, task, datamodule, start: RunStart) -> float | None:

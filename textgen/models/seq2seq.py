@@ -482,3 +482,31 @@ class Seq2SeqLM(nn.Module):
         logits = self._head(features)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
         return logits, loss
+
+    def layout_losses(self, context: Tensor, inputs: Tensor, targets: Tensor, layout_ids: Tensor,
+                      context_lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`forward`'s mean cross-entropy, and the mean cross-entropy of the layout alone: which
+        of ``layout_ids`` (1-D: line break, punctuation) comes next, or none of them, each position's
+        probabilities summed from the head's.  A proper score of the same distribution, so weighting
+        it more trains where lines and sentences end harder without pulling the model off the text's
+        own frequencies (which up-weighting those targets' token loss would)."""
+        features, _ = self._features(inputs, self.start(context, context_lengths))
+        keep = targets.flatten() != PAD_ID
+        flat, wanted = features.flatten(0, 1)[keep], targets.flatten()[keep]
+        cutoffs = self.config.adaptive_cutoffs
+        if cutoffs:
+            loss = self.adaptive_head(flat, wanted).loss
+            if int(layout_ids.max()) < cutoffs[0]:  # all in the head's shortlist: the head alone gives them
+                layout_logprobs = torch.log_softmax(self.adaptive_head.head(flat), dim=-1)[:, layout_ids]
+            else:
+                layout_logprobs = self.adaptive_head.log_prob(flat)[:, layout_ids]
+        else:
+            logprobs = torch.log_softmax(self._head(flat), dim=-1)
+            loss = F.nll_loss(logprobs, wanted)
+            layout_logprobs = logprobs[:, layout_ids]
+        is_layout = wanted[:, None] == layout_ids[None, :]  # (N, K)
+        own = (layout_logprobs * is_layout).sum(dim=1)  # log p of the layout token that comes
+        any_layout = torch.logsumexp(layout_logprobs, dim=1).clamp(max=-1e-6)
+        none = torch.where(any_layout > -math.log(2), torch.log(-torch.expm1(any_layout)),
+                           torch.log1p(-torch.exp(any_layout)))  # log(1 - p(any layout token))
+        return loss, -torch.where(is_layout.any(dim=1), own, none).mean()

@@ -33,9 +33,15 @@ class LanguageModelTask(pl.LightningModule):
         optimizer: Callable[..., Optimizer],
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
+        layout_ids: list[int] | None = None,
+        layout_loss_weight: float = 0.0,
     ) -> None:
+        """``layout_ids`` and ``layout_loss_weight``: train on the cross-entropy plus that many times
+        the layout's (:meth:`Seq2SeqLM.layout_losses`); the weight 0 trains on the cross-entropy alone."""
         super().__init__()
         self.model = Seq2SeqLM(model_config)
+        self.layout_loss_weight = layout_loss_weight if layout_ids else 0.0
+        self.register_buffer("layout_ids", torch.tensor(layout_ids or [], dtype=torch.long), persistent=False)
         self.register_buffer("chars_per_token", torch.tensor(chars_per_token), persistent=False)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -49,10 +55,14 @@ class LanguageModelTask(pl.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch, batch_idx: int) -> Tensor:
         context, lengths, inputs, targets = batch
-        _, loss = self.model(context, inputs, targets, context_lengths=lengths)
+        if self.layout_loss_weight:
+            loss, layout = self.model.layout_losses(context, inputs, targets, self.layout_ids, context_lengths=lengths)
+            self.log("train_layout_loss", layout, on_step=True, on_epoch=False, sync_dist=True)
+        else:
+            _, loss = self.model(context, inputs, targets, context_lengths=lengths)
         # Averaged over ranks under DDP (one scalar all-reduce beside the gradients' own).
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
-        return loss
+        return loss + self.layout_loss_weight * layout if self.layout_loss_weight else loss
 
     def on_validation_epoch_start(self) -> None:
         self._val_nll = torch.zeros((), device=self.device, dtype=torch.float64)
