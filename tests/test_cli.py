@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import TINY_CORPUS_CHARS, TINY_STEPS, cli, corpus_file
 
 from textgen.export import load_export
@@ -35,7 +36,8 @@ def test_export_is_complete_and_recorded(tiny_shakespeare):
     assert metrics["chars_seen"] == TINY_STEPS * 32 * 48
     assert {"machine", "train_seconds", "params", "command"} <= set(metrics)
     config = json.loads((tiny_shakespeare / "config.json").read_text())
-    assert config["model"]["encoder"]["layers"] == 1 and config["window"] == {"context_chars": 32, "target_chars": 48}
+    assert config["model"]["encoder"]["layers"] == 1 and config["window"] == {"context_chars": 32, "target_chars": 48,
+                                                                              "document_separator": None}
     assert f"max_steps: {TINY_STEPS}" in (tiny_shakespeare / "training.yaml").read_text()
     # Shakespeare is ASCII: none of the 256 UTF-8 byte pieces is ever a training target.
     byte_pieces = [i for i, b in enumerate(load_export(tiny_shakespeare).tokenizer.byte_values) if b >= 0]
@@ -77,6 +79,16 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, small_text):
     assert "resuming from" in second.stdout + second.stderr
     metrics = json.loads((tmp_path / "ck" / "resumed" / "metrics.json").read_text())
     assert metrics["steps"] == 30
+    # Resumed after its last step with export.weights=last (ci-gru's recipe): nothing is trained, the
+    # final weights are validated and exported, not the best validated ones.
+    third = quick_train(tmp_path, small_text, *run[:-1], "export.name=resumed-last", "trainer.max_steps=30",
+                        "resume=true", "export.weights=last")
+    last = json.loads((tmp_path / "ck" / "resumed-last" / "metrics.json").read_text())
+    assert last["steps"] == 30 and last["best_step"] == 30
+    final = load_export(tmp_path / "ck" / "resumed-last")
+    assert torch.equal(final.model.head.weight, torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt",
+                                                           weights_only=False)["state_dict"]["model.head.weight"])
+    assert "resuming from" in third.stdout + third.stderr
 
 
 def test_multirun_trains_and_exports_each_model(tmp_path, small_text):
@@ -126,6 +138,7 @@ def test_a_peephole_lstm_trains_exports_and_samples(tmp_path, small_text):
     ("", ["data=text", "data.path={path}"], "is empty"),
     ("tiny", ["data=text", "data.path={path}"], "fewer than one batch"),
     (None, ["data=text"], "data.path"),
+    (None, ["data=text", "data.path={path}", "export.weights=worst"], "export.weights=worst: use one of best, last"),
 ])
 def test_training_errors_are_clear(tmp_path, setup, args, message):
     path = tmp_path / "corpus.txt"

@@ -61,6 +61,10 @@ if not OmegaConf.has_resolver("textgen.precision"):
     OmegaConf.register_new_resolver("textgen.precision", mixed_precision)
 
 
+#: What ``export.weights`` may choose: the best validated weights (by val bpc) or the final ones.
+EXPORT_WEIGHTS = ("best", "last")
+
+
 class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message names the setting to change."""
 
@@ -134,6 +138,8 @@ class Outcome:
 
 def run(cfg: DictConfig) -> Path | None:
     """Train as ``cfg`` says and export the best model; returns the export folder (rank 0)."""
+    if cfg.export.weights not in EXPORT_WEIGHTS:  # before anything is read or trained
+        raise TrainingError(f"export.weights={cfg.export.weights}: use one of {', '.join(EXPORT_WEIGHTS)}")
     job = start_job(cfg)
     start = prepare_run(cfg)
     datamodule = build_datamodule(cfg, start)
@@ -141,7 +147,7 @@ def run(cfg: DictConfig) -> Path | None:
     source_bpc = score_source(cfg, task, datamodule, start)
     trainer = build_trainer(cfg)
     train_seconds = fit(cfg, job, trainer, task, datamodule)
-    outcome = choose_best(trainer, task, datamodule, train_seconds)
+    outcome = choose_best(trainer, task, datamodule, train_seconds, cfg.export.weights)
     if not trainer.is_global_zero:
         return None
     warn_if_no_gain(cfg, source_bpc, outcome)
@@ -273,9 +279,15 @@ def fit(cfg: DictConfig, job: Job, trainer, task, datamodule) -> float:
     return time.perf_counter() - fit_started
 
 
-def choose_best(trainer, task, datamodule, train_seconds: float) -> Outcome:
+def choose_best(trainer, task, datamodule, train_seconds: float, weights: str = "best") -> Outcome:
     """Load the best validated weights into ``task``: the best checkpoint, or the final weights
-    (validated here when the run ended between validations) if they score better."""
+    (validated here when the run ended between validations) if they score better.  ``weights="last"``
+    keeps the final weights whatever they score (``export.weights``)."""
+    if weights == "last":
+        if task.last_val_step != trainer.global_step:
+            trainer.validate(task, datamodule=datamodule, verbose=False)
+        return Outcome(val_bpc=float(trainer.callback_metrics["val_bpc"]), best_step=trainer.global_step,
+                       train_seconds=train_seconds)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     # A run resumed after its last step validates nothing: its restored best path has no score.
