@@ -178,6 +178,11 @@ def start_job(cfg: DictConfig) -> Job:
                export_dir=export_dir, export_name=export_name, started=started)
 
 
+def document_separator(data: DictConfig) -> str | None:
+    """The separator training contexts stop at (``data.document_contexts``), or None: they run on."""
+    return data.document_separator if data.document_contexts else None
+
+
 def build_datamodule(cfg: DictConfig, start: RunStart):
     """Training and validation windows over the run's token ids; too little text is an error."""
     from textgen.training.datamodule import WindowDataModule
@@ -191,7 +196,7 @@ def build_datamodule(cfg: DictConfig, start: RunStart):
     datamodule = WindowDataModule(
         corpus.train_ids, corpus.val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
-        document_separator=start.tokenizer.encode(data.document_separator) if data.document_contexts else None,
+        document_separator=start.tokenizer.encode(separator) if (separator := document_separator(data)) else None,
     )
     if len(datamodule.train_set) < data.batch_size:
         raise TrainingError(
@@ -225,11 +230,11 @@ def build_task(cfg: DictConfig, start: RunStart):
 
 def layout_token_ids(chars: str, tokenizer) -> list[int]:
     """The token of each of ``data.layout_chars``; a character the vocabulary lacks is an error."""
-    ids = [tokenizer.encode(char) for char in dict.fromkeys(chars)]
-    missing = [char for char, pieces in zip(dict.fromkeys(chars), ids) if len(pieces) != 1]
+    pieces = {char: tokenizer.encode(char) for char in chars}
+    missing = [char for char, ids in pieces.items() if len(ids) != 1]
     if missing:
         raise TrainingError(f"data.layout_chars: {missing!r} not in the tokenizer's vocabulary (byte pieces)")
-    return [pieces[0] for pieces in ids]
+    return [ids[0] for ids in pieces.values()]
 
 
 def score_source(cfg: DictConfig, task, datamodule, start: RunStart) -> float | None:
@@ -283,11 +288,11 @@ def choose_best(trainer, task, datamodule, train_seconds: float, weights: str = 
     """Load the best validated weights into ``task``: the best checkpoint, or the final weights
     (validated here when the run ended between validations) if they score better.  ``weights="last"``
     keeps the final weights whatever they score (``export.weights``)."""
+    if task.last_val_step != trainer.global_step:  # ended between validations, or resumed after its end
+        trainer.validate(task, datamodule=datamodule, verbose=False)
+    final_score = float(trainer.callback_metrics["val_bpc"])
     if weights == "last":
-        if task.last_val_step != trainer.global_step:
-            trainer.validate(task, datamodule=datamodule, verbose=False)
-        return Outcome(val_bpc=float(trainer.callback_metrics["val_bpc"]), best_step=trainer.global_step,
-                       train_seconds=train_seconds)
+        return Outcome(val_bpc=final_score, best_step=trainer.global_step, train_seconds=train_seconds)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     # A run resumed after its last step validates nothing: its restored best path has no score.
@@ -297,11 +302,8 @@ def choose_best(trainer, task, datamodule, train_seconds: float, weights: str = 
     else:
         best_path = ""
     best_step = trainer.global_step
-    if task.last_val_step != trainer.global_step:
-        trainer.validate(task, datamodule=datamodule, verbose=False)
-        final_score = float(trainer.callback_metrics["val_bpc"])
-        if final_score < best_score:
-            best_path, best_score = "", final_score
+    if final_score < best_score:  # the final weights, validated last, beat the best checkpoint's
+        best_path, best_score = "", final_score
     if best_path:
         # Our own checkpoint from this run: Lightning's format needs the full unpickler.
         best = torch.load(best_path, map_location="cpu", weights_only=False)
@@ -399,7 +401,7 @@ def export_best(cfg: DictConfig, job: Job, task, start: RunStart, metrics: dict[
     export_model(
         dest, task.model, start.tokenizer, name=export_name, corpus=start.corpus.name,
         context_chars=cfg.data.context_chars, target_chars=cfg.data.target_chars,
-        document_separator=cfg.data.document_separator if cfg.data.document_contexts else None,
+        document_separator=document_separator(cfg.data),
         training_config=OmegaConf.to_yaml(cfg, resolve=True), metrics=metrics, dtype=cfg.export.dtype,
         untrained_pieces=untrained_pieces(start), extra_files=latex_files(cfg, start),
     )

@@ -253,6 +253,9 @@ class ResidualNormStack(nn.Module):
 class Seq2SeqLM(nn.Module):
     """Bidirectional encoder + attention decoder character language model."""
 
+    #: The layout positions' vector tables (``line_positions``, ``column_positions``), in that order.
+    LAYOUT_TABLES = ("line_embedding", "column_embedding")
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -285,9 +288,8 @@ class Seq2SeqLM(nn.Module):
             self.head = nn.Linear(H, config.vocab_size)
         # Zero at first (and drawing no random numbers): a model given layout positions starts as the
         # same model without them, so fine-tuning one into the other starts where its source is.
-        self.line_embedding, self.column_embedding = (
-            nn.Embedding.from_pretrained(torch.zeros(n, E), freeze=False) if n else None
-            for n in (config.line_positions, config.column_positions))
+        for table, n in zip(self.LAYOUT_TABLES, (config.line_positions, config.column_positions)):
+            setattr(self, table, nn.Embedding.from_pretrained(torch.zeros(n, E), freeze=False) if n else None)
         self.fused_step: nn.Module | None = None  # set by textgen.models.fused_step.fuse_step for decoding
         self._init_recurrent()
 

@@ -86,7 +86,9 @@ class WindowDataModule(pl.LightningDataModule):
         """``document_separator`` (token ids): contexts stop at a document's start
         (:class:`~textgen.data.windows.DocumentStarts`); None lets them run on across documents."""
         super().__init__()
-        starts = (lambda ids: DocumentStarts(ids, document_separator)) if document_separator else (lambda ids: None)
+        def starts(ids: Tensor) -> DocumentStarts | None:
+            return DocumentStarts(ids, document_separator) if document_separator else None
+
         self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=starts(train_ids))
         self.val_set = TiledWindows(val_ids, context_chars, target_chars, documents=starts(val_ids))
         self.batch_size = batch_size

@@ -58,11 +58,13 @@ class LanguageModelTask(pl.LightningModule):
         if self.layout_loss_weight:
             loss, layout = self.model.layout_losses(context, inputs, targets, self.layout_ids, context_lengths=lengths)
             self.log("train_layout_loss", layout, on_step=True, on_epoch=False, sync_dist=True)
+            total = loss + self.layout_loss_weight * layout
         else:
             _, loss = self.model(context, inputs, targets, context_lengths=lengths)
+            total = loss
         # Averaged over ranks under DDP (one scalar all-reduce beside the gradients' own).
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, sync_dist=True)
-        return loss + self.layout_loss_weight * layout if self.layout_loss_weight else loss
+        return total
 
     def on_validation_epoch_start(self) -> None:
         self._val_nll = torch.zeros((), device=self.device, dtype=torch.float64)

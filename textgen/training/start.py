@@ -61,7 +61,7 @@ class RunStart:
         """Copy the source export's weights into ``model`` (nothing without ``init_from``)."""
         if self.source is not None:
             missing, unexpected = model.load_state_dict(self.source.model.state_dict(), strict=False)
-            grown = {f"{name.split('_')[0]}_embedding.weight" for name in LAYOUT}
+            grown = {f"{table}.weight" for table in Seq2SeqLM.LAYOUT_TABLES}
             if unexpected or set(missing) - grown:
                 raise FineTuneError(f"init_from: the export's weights do not fit the model: missing {missing}, "
                                     f"unexpected {unexpected}")
