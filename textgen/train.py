@@ -138,8 +138,7 @@ class Outcome:
 
 def run(cfg: DictConfig) -> Path | None:
     """Train as ``cfg`` says and export the best model; returns the export folder (rank 0)."""
-    if cfg.export.weights not in EXPORT_WEIGHTS:  # before anything is read or trained
-        raise TrainingError(f"export.weights={cfg.export.weights}: use one of {', '.join(EXPORT_WEIGHTS)}")
+    check_settings(cfg)
     job = start_job(cfg)
     start = prepare_run(cfg)
     datamodule = build_datamodule(cfg, start)
@@ -153,6 +152,18 @@ def run(cfg: DictConfig) -> Path | None:
     warn_if_no_gain(cfg, source_bpc, outcome)
     metrics = run_metrics(cfg, job, trainer, task, start, outcome, source_bpc)
     return export_best(cfg, job, task, start, metrics, outcome)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Settings that are wrong whatever the data: refused before anything is read or trained."""
+    if cfg.export.weights not in EXPORT_WEIGHTS:
+        raise TrainingError(f"export.weights={cfg.export.weights}: use one of {', '.join(EXPORT_WEIGHTS)}")
+    weight = cfg.data.layout_loss_weight
+    if weight < 0:
+        raise TrainingError(f"data.layout_loss_weight={weight}: must be >= 0 (0 turns the layout loss off)")
+    if weight > 0 and not cfg.data.layout_chars:
+        raise TrainingError(f"data.layout_loss_weight={weight} needs data.layout_chars: the line break and "
+                            "marks whose places it trains (e.g. songci's)")
 
 
 def start_job(cfg: DictConfig) -> Job:
