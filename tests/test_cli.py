@@ -141,6 +141,7 @@ def test_a_peephole_lstm_trains_exports_and_samples(tmp_path, small_text):
     (None, ["data=text", "data.path={path}", "export.weights=worst"], "export.weights=worst: use one of best, last"),
     (None, ["data=text", "data.path={path}", "data.layout_loss_weight=2"], "data.layout_loss_weight=2 needs data.layout_chars"),
     (None, ["data=text", "data.path={path}", "data.layout_loss_weight=-1"], "data.layout_loss_weight=-1: must be >= 0"),
+    (None, ["data=text", "data.path={path}", "data.prompt_windows=true"], "data.prompt_windows=true needs data.document_contexts=true"),
 ])
 def test_training_errors_are_clear(tmp_path, setup, args, message):
     path = tmp_path / "corpus.txt"

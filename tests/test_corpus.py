@@ -1,5 +1,6 @@
 """Corpora and windows: local files and folders, splits, clear errors, window layout."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import DATA_DIR
@@ -93,6 +94,27 @@ def test_document_contexts_start_where_the_document_starts():
     assert targets[targets != PAD_ID].tolist() == ids  # still every token once
     with pytest.raises(ValueError, match="separator"):
         DocumentStarts(ids, [])
+
+
+def test_prompt_windows_read_a_documents_first_line_as_the_sampler_reads_a_prompt():
+    """``data.prompt_windows``: one more training window per document, its context ``[BOS]`` and the
+    document's first line (a ci's tune), its targets what follows: the sampler's situation exactly."""
+    sep, nl = [7, 7], 5
+    ids = [10, 11, nl, 12, 13, *sep, 20, nl, 21, nl, 22, *sep, 30, 31, *sep, 40, nl]
+    starts = DocumentStarts(ids, sep)
+    # documents 1 and 2 have a first line; 3 has none before the next separator; 4's ends the stream
+    assert starts.after_first_lines(ids, nl).tolist() == [4, 10]
+    assert starts.after_first_lines(ids, 99).tolist() == []
+    windows = RandomWindows(torch.tensor(ids), 4, 3, stride=5, documents=starts,
+                            prompt_starts=starts.after_first_lines(ids, nl))
+    plain = RandomWindows(torch.tensor(ids), 4, 3, stride=5, documents=starts)
+    assert len(windows) == len(plain) + 2
+    assert all(torch.equal(a, b) for i in range(len(plain)) for a, b in zip(windows[i], plain[i]))
+    context, length, inputs, targets = windows[len(plain) + 1]
+    assert context[:length].tolist() == [BOS_ID, 20, nl]
+    assert inputs.tolist() == [nl, 21, nl] and targets.tolist() == [21, nl, 22]
+    with pytest.raises(ValueError, match="documents' starts"):
+        RandomWindows(torch.tensor(ids), 4, 3, prompt_starts=np.array([4]))
 
 
 def test_tiled_windows_score_every_token_once():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -87,7 +88,10 @@ def test_finetuning_lowers_bpc_keeps_the_tokenizer_and_leaves_the_source_untouch
 def test_document_contexts_are_trained_exported_and_evaluated_alike(workspace):
     """``data.document_contexts=true`` (the ci model's setting): the export records the separator and
     evaluation reads the windows as validation did, so the recorded val bpc is what evaluate gives."""
-    finetune(workspace, "export.name=doc-contexts", "data.document_contexts=true")
+    result = finetune(workspace, "export.name=doc-contexts", "data.document_contexts=true", "data.prompt_windows=true")
+    logged = re.search(r"training windows: [\d,]+ every 1 tokens and ([\d,]+) under a document's first line",
+                       result.stdout + result.stderr)
+    assert logged and int(logged[1].replace(",", "")) > 100  # a poem each (the file holds hundreds)
     new = load_export(workspace["checkpoints"] / "doc-contexts")
     assert new.info.document_separator == "\n\n"
     assert load_export(workspace["source"]).info.document_separator is None

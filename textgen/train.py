@@ -158,6 +158,9 @@ def check_settings(cfg: DictConfig) -> None:
     """Settings that are wrong whatever the data: refused before anything is read or trained."""
     if cfg.export.weights not in EXPORT_WEIGHTS:
         raise TrainingError(f"export.weights={cfg.export.weights}: use one of {', '.join(EXPORT_WEIGHTS)}")
+    if cfg.data.prompt_windows and not cfg.data.document_contexts:
+        raise TrainingError("data.prompt_windows=true needs data.document_contexts=true: a prompt window's "
+                            "context is [BOS] and the document's first line")
     weight = cfg.data.layout_loss_weight
     if weight < 0:
         raise TrainingError(f"data.layout_loss_weight={weight}: must be >= 0 (0 turns the layout loss off)")
@@ -208,7 +211,12 @@ def build_datamodule(cfg: DictConfig, start: RunStart):
         corpus.train_ids, corpus.val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
         document_separator=start.tokenizer.encode(separator) if (separator := document_separator(data)) else None,
+        prompt_line_end=start.tokenizer.encode("\n")[0] if data.prompt_windows else None,
     )
+    prompts = len(datamodule.train_set.prompt_starts)
+    if prompts:
+        log.info("training windows: %s every %d tokens and %s under a document's first line (data.prompt_windows)",
+                 f"{len(datamodule.train_set) - prompts:,}", data.stride, f"{prompts:,}")
     if len(datamodule.train_set) < data.batch_size:
         raise TrainingError(
             f"corpus {corpus.name!r}: the train split gives {len(datamodule.train_set)} training windows, "

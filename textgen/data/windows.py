@@ -135,6 +135,20 @@ class DocumentStarts:
     def before(self, p: int) -> int:
         return int(self.starts[np.searchsorted(self.starts, p, side="right") - 1])
 
+    def after_first_lines(self, ids: Tensor | np.ndarray | list[int], line_end: int) -> np.ndarray:
+        """The stream position just after each document's first ``line_end`` token: where the text
+        under a prompt line (a ci's tune, a poem's title) starts.  Documents with no line end, or
+        none before the stream ends, have none."""
+        ids = np.asarray(ids)
+        breaks = np.flatnonzero(ids == line_end) + 1  # stream positions of the line-end tokens
+        if not len(breaks):
+            return np.empty(0, dtype=np.int64)
+        following = np.concatenate([self.starts[1:], [len(ids) + 1]])  # where each document's next starts
+        first = np.searchsorted(breaks, self.starts)  # each document's first line end, if it has one
+        end = breaks[np.minimum(first, len(breaks) - 1)]
+        keep = (first < len(breaks)) & (end < following) & (end < len(ids))  # a target token follows
+        return (end[keep] + 1).astype(np.int64)
+
 
 def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_chars: int,
               document_start: int | None = None) -> Window:
@@ -162,13 +176,22 @@ def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_c
 
 
 class RandomWindows(Dataset):
-    """Every ``stride``-th full window of the stream; shuffle it with the DataLoader's sampler."""
+    """Every ``stride``-th full window of the stream, then one window at each of ``prompt_starts``;
+    shuffle it with the DataLoader's sampler.
+
+    ``prompt_starts`` (:meth:`DocumentStarts.after_first_lines`, needs ``documents``): windows whose
+    context is ``[BOS]`` and a document's first line, the very context the sampler reads when that
+    line is the prompt (``data.prompt_windows``).
+    """
 
     def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int, stride: int = 1,
-                 documents: DocumentStarts | None = None) -> None:
+                 documents: DocumentStarts | None = None, prompt_starts: np.ndarray | None = None) -> None:
         self.stream = stream_of(ids)
         self.context_chars, self.target_chars, self.stride = context_chars, target_chars, stride
         self.documents = documents
+        if prompt_starts is not None and documents is None:
+            raise ValueError("prompt windows need the documents' starts")
+        self.prompt_starts = np.empty(0, dtype=np.int64) if prompt_starts is None else prompt_starts
         last = len(self.stream) - target_chars  # the last p whose targets are all real tokens
         if last < 1:
             raise ValueError(
@@ -177,10 +200,13 @@ class RandomWindows(Dataset):
         self._count = (last - 1) // stride + 1
 
     def __len__(self) -> int:
-        return self._count
+        return self._count + len(self.prompt_starts)
 
     def __getitem__(self, index: int) -> Window:
-        p = 1 + index * self.stride
+        if index < self._count:
+            p = 1 + index * self.stride
+        else:
+            p = int(self.prompt_starts[index - self._count])
         return window_at(self.stream, p, self.context_chars, self.target_chars, _start(self.documents, p))
 
 

@@ -82,14 +82,24 @@ class WindowDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         document_separator: list[int] | None = None,
+        prompt_line_end: int | None = None,
     ) -> None:
         """``document_separator`` (token ids): contexts stop at a document's start
-        (:class:`~textgen.data.windows.DocumentStarts`); None lets them run on across documents."""
+        (:class:`~textgen.data.windows.DocumentStarts`); None lets them run on across documents.
+        ``prompt_line_end`` (the line break's token; needs the separator): training also gets one
+        window per document that starts under its first line (``data.prompt_windows``)."""
         super().__init__()
         def starts(ids: Tensor) -> DocumentStarts | None:
             return DocumentStarts(ids, document_separator) if document_separator else None
 
-        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=starts(train_ids))
+        train_starts = starts(train_ids)
+        prompts = None
+        if prompt_line_end is not None:
+            if train_starts is None:
+                raise ValueError("prompt windows need a document separator")
+            prompts = train_starts.after_first_lines(train_ids, prompt_line_end)
+        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=train_starts,
+                                       prompt_starts=prompts)
         self.val_set = TiledWindows(val_ids, context_chars, target_chars, documents=starts(val_ids))
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
