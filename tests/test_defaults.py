@@ -50,7 +50,7 @@ def test_corpus_yaml_holds_corpus_config_defaults(monkeypatch: pytest.MonkeyPatc
     assert {key: data[key] for key in defaults} == {**defaults, "path": "x.txt"}
     assert set(data) - set(defaults) == {"name", "context_chars", "target_chars", "batch_size",
                                          "val_batch_size", "stride", "num_workers", "document_contexts",
-                                         "layout_chars", "layout_loss_weight"}
+                                         "prompt_windows", "layout_chars", "layout_loss_weight"}
 
 
 def test_server_yaml_holds_every_server_setting_at_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
