@@ -197,6 +197,11 @@ def document_separator(data: DictConfig) -> str | None:
     return data.document_separator if data.document_contexts else None
 
 
+def line_break_id(tokenizer) -> int:
+    """The line break's token: what layout positions count and prompt windows start after."""
+    return tokenizer.encode("\n")[0]
+
+
 def build_datamodule(cfg: DictConfig, start: RunStart):
     """Training and validation windows over the run's token ids; too little text is an error."""
     from textgen.training.datamodule import WindowDataModule
@@ -211,7 +216,7 @@ def build_datamodule(cfg: DictConfig, start: RunStart):
         corpus.train_ids, corpus.val_ids, data.context_chars, data.target_chars, data.batch_size,
         val_batch_size=data.val_batch_size, stride=data.stride, num_workers=data.num_workers, seed=cfg.seed,
         document_separator=start.tokenizer.encode(separator) if (separator := document_separator(data)) else None,
-        prompt_line_end=start.tokenizer.encode("\n")[0] if data.prompt_windows else None,
+        prompt_line_end=line_break_id(start.tokenizer) if data.prompt_windows else None,
     )
     prompts = len(datamodule.train_set.prompt_starts)
     if prompts:
@@ -235,7 +240,7 @@ def build_task(cfg: DictConfig, start: RunStart):
     model_values = OmegaConf.to_container(cfg.model, resolve=True)
     layout = model_values.get("line_positions") or model_values.get("column_positions")
     model_config = ModelConfig.from_dict({**model_values, "vocab_size": start.tokenizer.vocab_size,
-                                          "newline_id": start.tokenizer.encode("\n")[0] if layout else None})
+                                          "newline_id": line_break_id(start.tokenizer) if layout else None})
     task = LanguageModelTask(
         model_config, start.tokenizer.chars_per_token,
         optimizer=instantiate(cfg.optim),
