@@ -1,6 +1,5 @@
 """Corpora and windows: local files and folders, splits, clear errors, window layout."""
 
-import numpy as np
 import pytest
 import torch
 from conftest import DATA_DIR
@@ -105,8 +104,8 @@ def test_prompt_windows_read_a_documents_first_line_as_the_sampler_reads_a_promp
     # documents 1 and 2 have a first line; 3 has none before the next separator; 4's ends the stream
     assert starts.after_first_lines(ids, nl).tolist() == [4, 10]
     assert starts.after_first_lines(ids, 99).tolist() == []
-    windows = RandomWindows(torch.tensor(ids), 4, 3, stride=5, documents=starts,
-                            prompt_starts=starts.after_first_lines(ids, nl))
+    windows = RandomWindows(torch.tensor(ids), 4, 3, stride=5, documents=starts, prompt_line_end=nl)
+    assert windows.prompt_starts.tolist() == [4, 10]
     plain = RandomWindows(torch.tensor(ids), 4, 3, stride=5, documents=starts)
     assert len(windows) == len(plain) + 2
     assert all(torch.equal(a, b) for i in range(len(plain)) for a, b in zip(windows[i], plain[i]))
@@ -114,7 +113,7 @@ def test_prompt_windows_read_a_documents_first_line_as_the_sampler_reads_a_promp
     assert context[:length].tolist() == [BOS_ID, 20, nl]
     assert inputs.tolist() == [nl, 21, nl] and targets.tolist() == [21, nl, 22]
     with pytest.raises(ValueError, match="documents' starts"):
-        RandomWindows(torch.tensor(ids), 4, 3, prompt_starts=np.array([4]))
+        RandomWindows(torch.tensor(ids), 4, 3, prompt_line_end=nl)
 
 
 def test_tiled_windows_score_every_token_once():

@@ -176,22 +176,26 @@ def window_at(stream: Tensor | TokenStream, p: int, context_chars: int, target_c
 
 
 class RandomWindows(Dataset):
-    """Every ``stride``-th full window of the stream, then one window at each of ``prompt_starts``;
-    shuffle it with the DataLoader's sampler.
+    """Every ``stride``-th full window of the stream, then, with ``prompt_line_end`` (the line
+    break's token; needs ``documents``), one window under each document's first line; shuffle it
+    with the DataLoader's sampler.
 
-    ``prompt_starts`` (:meth:`DocumentStarts.after_first_lines`, needs ``documents``): windows whose
-    context is ``[BOS]`` and a document's first line, the very context the sampler reads when that
-    line is the prompt (``data.prompt_windows``).
+    A prompt window's context is ``[BOS]`` and the document's first line, the very context the
+    sampler reads when that line is the prompt (``data.prompt_windows``); ``prompt_starts`` holds
+    where they start (:meth:`DocumentStarts.after_first_lines`).
     """
 
     def __init__(self, ids: Tensor | np.ndarray, context_chars: int, target_chars: int, stride: int = 1,
-                 documents: DocumentStarts | None = None, prompt_starts: np.ndarray | None = None) -> None:
+                 documents: DocumentStarts | None = None, prompt_line_end: int | None = None) -> None:
         self.stream = stream_of(ids)
         self.context_chars, self.target_chars, self.stride = context_chars, target_chars, stride
         self.documents = documents
-        if prompt_starts is not None and documents is None:
+        if prompt_line_end is None:
+            self.prompt_starts = np.empty(0, dtype=np.int64)
+        elif documents is None:
             raise ValueError("prompt windows need the documents' starts")
-        self.prompt_starts = np.empty(0, dtype=np.int64) if prompt_starts is None else prompt_starts
+        else:
+            self.prompt_starts = documents.after_first_lines(ids, prompt_line_end)
         last = len(self.stream) - target_chars  # the last p whose targets are all real tokens
         if last < 1:
             raise ValueError(

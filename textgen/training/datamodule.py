@@ -92,14 +92,8 @@ class WindowDataModule(pl.LightningDataModule):
         def starts(ids: Tensor) -> DocumentStarts | None:
             return DocumentStarts(ids, document_separator) if document_separator else None
 
-        train_starts = starts(train_ids)
-        prompts = None
-        if prompt_line_end is not None:
-            if train_starts is None:
-                raise ValueError("prompt windows need a document separator")
-            prompts = train_starts.after_first_lines(train_ids, prompt_line_end)
-        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=train_starts,
-                                       prompt_starts=prompts)
+        self.train_set = RandomWindows(train_ids, context_chars, target_chars, stride, documents=starts(train_ids),
+                                       prompt_line_end=prompt_line_end)
         self.val_set = TiledWindows(val_ids, context_chars, target_chars, documents=starts(val_ids))
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
